@@ -12,9 +12,11 @@ from ._lab import (
     chromium_path,
     open_notebook,
     port_listening,
+    run_all_cells,
     run_cell,
     wait_for_file,
     wait_for_kernel_idle,
+    widget_button,
     write_notebook,
 )
 
@@ -79,6 +81,26 @@ def test_lab_progress_advances_between_cells_and_button_reaches_kernel(lab, page
     page.locator('.jupyter-widgets button:has-text("Touch marker")').click()
     assert wait_for_file(marker) == "clicked"
     page.screenshot(path=str(artifacts_dir() / "lab_harness_progress.png"))
+
+
+def test_lab_run_all_cells_and_bare_button(lab, page):
+    marker = lab.root_dir / "bare-clicked.txt"
+    write_notebook(lab.root_dir / "bare.ipynb", [
+        "import pathlib\nimport ipywidgets as w\nanswer = 6 * 7",
+        "button = w.Button(description=f'Bare {answer}')\n"
+        f"button.on_click(lambda _: pathlib.Path({str(marker)!r}).write_text('clicked'))\n"
+        "button",
+    ])
+
+    open_notebook(page, lab, "bare.ipynb")
+    run_all_cells(page)
+    # A Button outside a Box has no .jupyter-widgets ancestor; widget_button finds it anyway.
+    assert page.locator('.jupyter-widgets button:has-text("Bare 42")').count() == 0
+    widget_button(page, "Bare 42").click()
+    assert wait_for_file(marker) == "clicked"
+
+    lab.shutdown_kernels()
+    assert lab.api("GET", "api/kernels") == []
 
 
 def test_voila_renders_button_that_reaches_kernel(tmp_path, page):
