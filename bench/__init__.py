@@ -1,0 +1,24 @@
+"""sdjobs_nb benchmark suite: ``python -m bench [--quick] [--only W1,W3] [--repeat N]``.
+
+Each workload lives in its own module (``w1_dispatch`` ... ``w7_memory``) and
+exposes ``WORKLOAD`` (a :class:`bench._harness.Workload`).  Add a workload by
+writing a module and listing it in ``WORKLOAD_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+WORKLOAD_MODULES = [
+    "w1_dispatch",
+    "w2_progress",
+    "w3_checkpoint",
+    "w4_history",
+    "w5_pause",      # ours only, reserved
+    "w6_loop",       # ours only, reserved
+    "w7_memory",     # ours only, reserved
+]
+
+
+def all_workloads():
+    return [importlib.import_module(f"{__name__}.{m}").WORKLOAD for m in WORKLOAD_MODULES]
