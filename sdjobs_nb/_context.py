@@ -1,0 +1,174 @@
+"""`JobContext`: what a running job uses to report progress, save state and cooperate."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._errors import Interrupted
+from ._progress import ProgressMeter
+
+if TYPE_CHECKING:
+    from ._entry import JobEntry
+    from ._job import Job
+    from ._manager import JobManager
+
+__all__ = ("JobContext",)
+
+_YIELD_EVERY_S = 0.01
+
+
+_memory_cache = [0.0, None]
+
+
+def _memory_mb() -> float | None:
+    """Resident memory of this process in MiB, sampled at most once a second."""
+    now = time.monotonic()
+    if now - _memory_cache[0] >= 1.0:
+        _memory_cache[0], _memory_cache[1] = now, _read_memory_mb()
+    return _memory_cache[1]
+
+
+def _read_memory_mb() -> float | None:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        try:
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        except Exception:  # pragma: no cover - no way to tell
+            return None
+
+
+class JobContext:
+    """Given to `Job.run`; one per run of a job.
+
+    Progress methods are plain calls that only store numbers: call them on every item.
+    """
+
+    __slots__ = (
+        "job_id", "name", "log", "_raw", "_seen", "meter", "_manager", "_entry",
+        "_started", "_last_yield", "_spawn_calls", "checkpoints", "non_critical_errors",
+        "_elapsed_before", "items", "bytes",
+    )
+
+    def __init__(self, manager: JobManager, entry: JobEntry, log: logging.Logger) -> None:
+        self.job_id = entry.id
+        self.name = entry.name
+        self.log = log
+        self._manager = manager
+        self._entry = entry
+        self.meter = ProgressMeter(entry.progress)
+        self._raw: tuple | None = None
+        self._seen: tuple | None = None
+        self._started = time.monotonic()
+        self._last_yield = self._started
+        self._spawn_calls = 0
+        m = entry.metrics
+        self.checkpoints = int(m.get("checkpoints", 0))
+        self.non_critical_errors = int(m.get("non_critical_errors", 0))
+        self._elapsed_before = float(m.get("elapsed_seconds", 0.0))
+        self.items = int(m.get("items", 0))
+        self.bytes = int(m.get("bytes", 0))
+
+    # --- progress: hot path, no clock, no await ------------------------------------------
+
+    def report_count_progress(self, current: int, total: int | None = None) -> None:
+        """Report `current` of `total` items done."""
+        self._raw = ("count", current, total)
+
+    def report_percentage_progress(self, fraction: float) -> None:
+        """Report progress as a fraction from 0.0 to 1.0 (clamped)."""
+        self._raw = ("percentage", fraction, None)
+
+    def report_bytes_progress(self, done: int, total: int | None = None) -> None:
+        """Report `done` of `total` bytes processed."""
+        self._raw = ("bytes", done, total)
+
+    def report_structured_progress(self, phase: str, data: dict[str, Any] | None = None) -> None:
+        """Report a named phase with JSON-able details (validated now; raises on bad data)."""
+        self.meter.set_structured(phase, data or {})
+        self._raw = ("structured", phase, self.meter.data)
+
+    def report_non_critical_error(self, message: str) -> None:
+        """Record an error the job recovered from; it is saved, counted and shown."""
+        self.non_critical_errors += 1
+        self._manager._record_non_critical(self._entry, str(message))
+
+    # --- cooperation -------------------------------------------------------------------------
+
+    async def check_interrupted(self) -> None:
+        """Raise `sj.Interrupted` if a pause or cancel is pending; otherwise let the loop breathe."""
+        request = self._entry.interrupt
+        if request is not None:
+            raise Interrupted(f"{request} requested")
+        now = time.monotonic()
+        if now - self._last_yield >= _YIELD_EVERY_S:
+            self._last_yield = now
+            await self._manager._breathe()
+
+    async def checkpoint(self) -> None:
+        """Save this job's dataclass fields now; a resume starts from the newest checkpoint."""
+        self.checkpoints += 1
+        await self._manager._checkpoint(self._entry, self)
+
+    async def run_blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run synchronous `fn(*args, **kwargs)` off the event loop (the manager's executor)."""
+        return await self._manager._run_blocking(fn, args, kwargs)
+
+    async def spawn_children(self, jobs: Sequence[Job]) -> list[str]:
+        """Dispatch child jobs of this one; a resumed parent gets the same children back."""
+        self._spawn_calls += 1
+        return await self._manager._spawn_children(self._entry, list(jobs), self._spawn_calls)
+
+    async def wait_for_children(self, ids: Sequence[str]) -> list[Any]:
+        """Wait for children and return their results in order; raise `sj.ChildFailed` on failure."""
+        return await self._manager._wait_for_children(self._entry, list(ids))
+
+    # --- metrics ---------------------------------------------------------------------------
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Return elapsed_seconds, memory_mb, items, bytes, checkpoints, non_critical_errors."""
+        self._take_counts()
+        return {
+            "elapsed_seconds": self._elapsed_before + time.monotonic() - self._started,
+            "memory_mb": _memory_mb(),
+            "items": self.items,
+            "bytes": self.bytes,
+            "checkpoints": self.checkpoints,
+            "non_critical_errors": self.non_critical_errors,
+        }
+
+    def _take_counts(self) -> None:
+        raw = self._raw
+        if raw is None:
+            return
+        kind, current = raw[0], raw[1]
+        if type(current) in (int, float) and current >= 0:
+            if kind == "count":
+                self.items = int(current)
+            elif kind == "bytes":
+                self.bytes = int(current)
+
+    def take_snapshot_if_changed(self, now: float):
+        """Return a new `Progress` when reports arrived since the last call, else None (ticker only)."""
+        raw = self._raw
+        if raw is None or raw is self._seen:
+            return None
+        self._seen = raw
+        meter = self.meter
+        kind = raw[0]
+        if kind == "structured":
+            meter.kind = kind
+        else:
+            meter.kind, meter.current, meter.total = kind, raw[1], raw[2]
+        snap = meter.snapshot(now)
+        if meter.invalid:
+            self.log.warning("%s", meter.invalid)
+            meter.invalid = None
+        return snap

@@ -1,0 +1,162 @@
+"""Every error sdjobs_nb raises, in one hierarchy.
+
+Each class says when it is raised; each message says what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "SdjobsError",
+    "JobDefinitionError",
+    "SerializationError",
+    "StateTooLarge",
+    "UnknownJob",
+    "InvalidJobData",
+    "VersionMismatch",
+    "InvalidTransition",
+    "NotResumable",
+    "JobNotFound",
+    "LibraryError",
+    "LibraryLocked",
+    "ReadOnlyLibrary",
+    "SchemaTooNew",
+    "ManagerClosed",
+    "JobFailed",
+    "ChildFailed",
+    "Cancelled",
+    "Interrupted",
+    "Critical",
+    "BrokenJob",
+    "EventsOverflow",
+    "MissingExtra",
+)
+
+
+class SdjobsError(Exception):
+    """Base class of every error raised by sdjobs_nb itself."""
+
+
+class JobDefinitionError(SdjobsError, TypeError):
+    """Raised when a `Job` subclass is defined wrongly (bad NAME, VERSION, or a name clash)."""
+
+
+class SerializationError(SdjobsError, TypeError):
+    """Raised when job state, a result or a context holds a value that cannot be stored."""
+
+
+class StateTooLarge(SerializationError):
+    """Raised when a job's encoded state exceeds the library's `max_state_bytes`."""
+
+
+class UnknownJob(SdjobsError, LookupError):
+    """Raised when a job name is not in the registry (the defining code has not run)."""
+
+
+class InvalidJobData(SdjobsError, ValueError):
+    """Raised when data for a job has missing, extra or ill-typed fields."""
+
+
+class VersionMismatch(SdjobsError):
+    """Raised when a stored job's VERSION differs from its class and no `migrate` exists."""
+
+    def __init__(self, name: str, stored: int, current: int) -> None:
+        self.name, self.stored, self.current = name, stored, current
+        super().__init__(
+            f"job {name!r} was stored with VERSION {stored} but the class is VERSION {current}; "
+            f"define `@classmethod migrate(cls, data, from_version)` on the class to convert it. "
+            f"The stored job was left untouched."
+        )
+
+
+class InvalidTransition(SdjobsError):
+    """Raised when a job is asked to move to a status its current status does not allow."""
+
+
+class NotResumable(InvalidTransition):
+    """Raised when pausing or resuming a job whose class sets IS_RESUMABLE = False."""
+
+
+class JobNotFound(SdjobsError, KeyError):
+    """Raised when no job with the given id exists in the library."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "job not found"
+
+
+class LibraryError(SdjobsError, OSError):
+    """Raised when a library folder or its jobs.db cannot be used (not a folder, not SQLite, ...)."""
+
+
+class LibraryLocked(LibraryError):
+    """Raised when another manager (in this or another process) owns the library."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        self.path, self.pid = path, pid
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(
+            f"library {path!r} is owned by {holder}; close the manager there (or stop that "
+            f"kernel), or open it with read_only=True to look without running jobs"
+        )
+
+
+class ReadOnlyLibrary(LibraryError):
+    """Raised when a read-only view is asked to run or change jobs."""
+
+
+class SchemaTooNew(LibraryError):
+    """Raised when jobs.db was written by a newer sdjobs_nb; it is never modified."""
+
+
+class ManagerClosed(SdjobsError, RuntimeError):
+    """Raised when a closed manager is used."""
+
+
+class JobFailed(SdjobsError):
+    """Raised by `JobHandle.wait()` when the job failed; carries the job's own message and traceback."""
+
+    def __init__(self, job_id: str, name: str, message: str, traceback_text: str | None) -> None:
+        self.job_id, self.name = job_id, name
+        self.message, self.traceback_text = message, traceback_text
+        super().__init__(f"job {name} ({job_id}) failed: {message}")
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}\n\nJob traceback:\n{self.traceback_text}" if self.traceback_text else text
+
+
+class ChildFailed(JobFailed):
+    """Raised by `ctx.wait_for_children` when a child job failed or was cancelled."""
+
+
+class Cancelled(SdjobsError):
+    """Raised by `JobHandle.wait()` when the job was cancelled."""
+
+
+class Interrupted(Exception):
+    """Raised by `ctx.check_interrupted()` on a pending pause or cancel; raise it to pause yourself.
+
+    Let it propagate out of `run`: the job is then saved PAUSED (or CANCELLED when a cancel
+    was requested).
+    """
+
+
+class Critical(Exception):
+    """Raise from `run` for a permanent failure: the job becomes FAILED and never resumes."""
+
+
+class BrokenJob(SdjobsError):
+    """Raised when a stored job cannot be loaded (corrupt data, unknown name); the record is kept."""
+
+
+class EventsOverflow(SdjobsError):
+    """Raised inside `manager.events()` when a subscriber fell too far behind on state changes."""
+
+
+class MissingExtra(SdjobsError, ImportError):
+    """Raised when a feature needs an optional dependency that is not installed."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs {module}, which is not installed; "
+            f"install it with: pip install 'sdjobs-nb[{extra}]'"
+        )

@@ -1,0 +1,56 @@
+"""Running blocking work off the loop: a thread pool, any Executor, or a Dask client."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ("BlockingRunner",)
+
+
+def _is_dask_client(executor: Any) -> bool:
+    cls = type(executor)
+    return cls.__name__ == "Client" and cls.__module__.startswith("distributed")
+
+
+class BlockingRunner:
+    """Sends `fn(*args, **kwargs)` to the configured executor and awaits it without blocking."""
+
+    def __init__(self, executor: Any = None) -> None:
+        if executor is not None and not (isinstance(executor, concurrent.futures.Executor) or _is_dask_client(executor)):
+            raise TypeError(
+                f"executor must be a concurrent.futures.Executor or a dask.distributed.Client, "
+                f"got {type(executor).__name__}"
+            )
+        self.executor = executor
+        self.is_dask = _is_dask_client(executor)
+
+    async def run(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+        if self.is_dask:
+            return await self._run_dask(fn, args, kwargs)
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
+        return await loop.run_in_executor(self.executor, call)
+
+    async def _run_dask(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+        client = self.executor
+        future = client.submit(fn, *args, pure=False, **kwargs)
+        if getattr(client, "asynchronous", False):
+            return await future
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def _wake(_: Any) -> None:
+            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+
+        future.add_done_callback(_wake)
+        try:
+            await finished
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        # the result is ready on a worker; fetching it is a short blocking call
+        return await loop.run_in_executor(None, future.result)

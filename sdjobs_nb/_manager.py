@@ -1,0 +1,864 @@
+"""`JobManager`: dispatches jobs, runs them on the running asyncio loop, and keeps jobs.db true."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import os
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _codec
+from ._context import JobContext
+from ._entry import JobEntry, Outcome
+from ._errors import (
+    BrokenJob, Cancelled, ChildFailed, Critical, Interrupted, InvalidTransition, JobFailed,
+    JobNotFound, ManagerClosed, NotResumable, ReadOnlyLibrary, SerializationError, UnknownJob,
+    VersionMismatch,
+)
+from ._events import EventBus
+from ._executors import BlockingRunner
+from ._job import Job, ensure_dispatchable, registry
+from ._joblog import close_logger, job_logger
+from ._progress import Progress
+from ._records import JobEvent, JobRecord
+from ._status import JobStatus, Priority
+from ._store import store as st
+from ._store.lock import OwnerLock
+from ._store.store import Store, pack_progress
+
+__all__ = ("JobManager",)
+
+log = logging.getLogger("sdjobs_nb")
+
+S = JobStatus
+TICK_S = 0.1               # snapshots reach subscribers and widgets at most 10 times a second
+PROGRESS_SAVE_S = 2.0      # progress reaches jobs.db at most every 2 s per job
+INTERRUPTED = "interrupted"  # pause reason for a crash or close(); resume_interrupted() takes these
+USER = "user"
+PARENT = "parent"
+
+
+class _Opener:
+    """Makes `JobManager.open(...)` both awaitable and an async context manager."""
+
+    def __init__(self, coro_factory: Any) -> None:
+        self._factory = coro_factory
+        self._manager: JobManager | None = None
+
+    def __await__(self) -> Generator[Any, None, JobManager]:
+        return self._factory().__await__()
+
+    async def __aenter__(self) -> JobManager:
+        self._manager = await self._factory()
+        return self._manager
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._manager is not None:
+            await self._manager.close()
+
+
+class JobManager:
+    """Runs one library's jobs on the running event loop; open it with `JobManager.open(path)`."""
+
+    def __init__(self, path: Path, store: Store, lock: OwnerLock | None, *, max_concurrent: int,
+                 grace_period: float, executor: Any, file_log: bool, max_state_bytes: int) -> None:
+        self.path = path
+        self._store = store
+        self._lock = lock
+        self.read_only = lock is None
+        self.max_concurrent = max_concurrent
+        self.grace_period = grace_period
+        self._runner = BlockingRunner(executor)
+        self._log_dir = path / "logs" if file_log else None
+        self._max_state_bytes = max_state_bytes
+        self._entries: dict[str, JobEntry] = {}
+        self._dedup: dict[str, str] = {}
+        self._heap: list[tuple[int, int, str]] = []
+        self._slots_used = 0
+        self._slot_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+        self._bus = EventBus()
+        self._ticker: asyncio.Task[None] | None = None
+        self._broken: dict[str, str] = {}
+        self._closed = False
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- opening and closing ----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, max_concurrent: int = 4, read_only: bool = False,
+             resume: bool = False, durable: bool = False, grace_period: float = 5.0,
+             executor: Any = None, file_log: bool | None = None,
+             max_state_bytes: int = _codec.DEFAULT_MAX_STATE_BYTES) -> _Opener:
+        """Open (creating if needed) the library at `path`; await it or use `async with`.
+
+        `resume=True` also resumes jobs left paused by a crash or a previous `close()`.
+        `durable=True` makes every commit survive a power cut (`synchronous=FULL`).
+        """
+        if type(max_concurrent) is not int or max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be an int >= 1, got {max_concurrent!r}")
+        if grace_period < 0:
+            raise ValueError(f"grace_period must be >= 0 seconds, got {grace_period!r}")
+        if file_log is None:
+            file_log = os.environ.get("SDJOBS_FILE_LOG", "") not in ("", "0", "false", "no")
+        runner_check = BlockingRunner(executor)  # reject a bad executor before touching disk
+        del runner_check
+
+        async def _open() -> JobManager:
+            folder = Path(os.fspath(path)).expanduser()
+            lock = None if read_only else OwnerLock(folder)
+            store = await Store.open(folder, read_only=read_only, durable=durable)
+            try:
+                if lock is not None:
+                    lock.acquire()
+                manager = cls(folder, store, lock, max_concurrent=max_concurrent, grace_period=grace_period,
+                              executor=executor, file_log=file_log, max_state_bytes=max_state_bytes)
+                await manager._load()
+            except BaseException:
+                if lock is not None:
+                    lock.release()
+                await store.close()
+                raise
+            if resume:
+                await manager.resume_interrupted()
+            return manager
+
+        return _Opener(_open)
+
+    async def __aenter__(self) -> JobManager:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def _load(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._seq = await self._store.max_seq()
+        if self.read_only:
+            return
+        now = time.time()
+        for record in await self._store.active_jobs():
+            entry = _entry_from_record(record)
+            self._entries[entry.id] = entry
+            if record.status is S.RUNNING:
+                self._recover_running(entry, now)
+            if entry.dedup_key and entry.id in self._entries:
+                self._dedup[entry.dedup_key] = entry.id
+        await self._store.commit()
+        for entry in [e for e in self._entries.values() if e.status is S.QUEUED]:
+            try:
+                entry.job = await self._materialize(entry)
+            except (UnknownJob, VersionMismatch, BrokenJob) as e:
+                self._set_aside(entry, e)
+                continue
+            entry.cls = type(entry.job)
+            self._push(entry)
+        self._schedule()
+
+    def _recover_running(self, entry: JobEntry, now: float) -> None:
+        """A job RUNNING in jobs.db at open was running when its process died."""
+        cls = registry._classes.get(entry.name)
+        if cls is not None and not cls.IS_RESUMABLE:
+            entry.status = S.RUNNING
+            self._stage_finish(entry, Outcome(S.FAILED, error="the process died while it ran and the job is not resumable"), now)
+            self._entries.pop(entry.id, None)
+            return
+        entry.status, entry.pause_reason = S.PAUSED, INTERRUPTED
+        self._store.stage(st.SET_PAUSED, (INTERRUPTED, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
+
+    async def close(self) -> None:
+        """Pause and save running jobs (they resume later), keep queued ones, and release the library."""
+        if self._closed or self._closing:
+            return
+        self._closing = True
+        try:
+            running = [e for e in self._entries.values() if e.status is S.RUNNING and e.task]
+            await asyncio.gather(*(self._interrupt_and_wait(e, "pause", INTERRUPTED) for e in running),
+                                 return_exceptions=True)
+            if self._ticker is not None:
+                self._ticker.cancel()
+                self._ticker = None
+            self._flush_progress(time.time())
+        finally:
+            self._closed = True
+            self._bus.close()
+            try:
+                await self._store.close()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self, writing: bool = True) -> None:
+        if self._closed or self._closing:
+            raise ManagerClosed(f"the manager of {str(self.path)!r} is closed; open the library again")
+        if writing and self.read_only:
+            raise ReadOnlyLibrary(
+                f"library {str(self.path)!r} is open read-only; open it without read_only=True (after the "
+                f"owning process closed it) to run or change jobs"
+            )
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    async def dispatch(self, job: Job, *, priority: int = Priority.NORMAL, initiated_by: str | None = None,
+                       context: dict[str, Any] | None = None, dedup_key: str | None = None):
+        """Queue `job` and return its handle at once; the job runs in the background."""
+        from ._handle import JobHandle
+
+        entry = self._prepare(job, priority=priority, initiated_by=initiated_by, context=context, dedup_key=dedup_key)
+        if isinstance(entry, str):
+            return JobHandle(self, self._entries[entry])
+        await self._commit_new([entry])
+        return JobHandle(self, entry)
+
+    async def dispatch_many(self, jobs: Sequence[Job], **options: Any) -> list:
+        """Dispatch several jobs in one transaction; same options as `dispatch` (no dedup_key)."""
+        from ._handle import JobHandle
+
+        entries = [self._prepare(job, **options) for job in jobs]
+        await self._commit_new(entries)  # type: ignore[arg-type]
+        return [JobHandle(self, e) for e in entries]  # type: ignore[arg-type]
+
+    async def dispatch_by_name(self, name: str, data: dict[str, Any] | None = None, **options: Any):
+        """Build a job of the registered `name` from a dict of fields, then `dispatch` it."""
+        return await self.dispatch(registry.build(name, data or {}), **options)
+
+    def _prepare(self, job: Job, *, priority: int = Priority.NORMAL, initiated_by: str | None = None,
+                 context: dict[str, Any] | None = None, dedup_key: str | None = None,
+                 parent_id: str | None = None, spawn_key: str | None = None) -> JobEntry | str:
+        """Validate and stage a new job's row; return its entry (or an existing job's id for a dedup hit)."""
+        self._check_open()
+        cls = ensure_dispatchable(job)
+        priority = _check_priority(priority)
+        if dedup_key is not None:
+            existing = self._dedup.get(str(dedup_key))
+            if existing is not None:
+                return existing
+        blob = _codec.encode_state(job, self._max_state_bytes)
+        context_text = _context_json(context)
+        if initiated_by is not None and not isinstance(initiated_by, str):
+            raise TypeError(f"initiated_by must be a str, got {type(initiated_by).__name__}")
+        now = time.time()
+        self._seq += 1
+        entry = JobEntry(id=str(uuid.uuid4()), name=cls.NAME, version=cls.VERSION, status=S.QUEUED,
+                         priority=priority, seq=self._seq, created_at=now, cls=cls, job=job,
+                         parent_id=parent_id, spawn_key=spawn_key, initiated_by=initiated_by,
+                         context=context, dedup_key=None if dedup_key is None else str(dedup_key))
+        self._store.stage_insert({
+            "id": entry.id, "name": entry.name, "version": entry.version, "status": "queued", "data": blob,
+            "priority": priority, "seq": entry.seq, "parent_id": parent_id, "spawn_key": spawn_key,
+            "initiated_by": initiated_by, "context": context_text, "dedup_key": entry.dedup_key,
+            "created_at": now, "updated_at": now, "metrics": "{}",
+        })
+        self._entries[entry.id] = entry
+        if entry.dedup_key is not None:
+            self._dedup[entry.dedup_key] = entry.id
+        return entry
+
+    async def _commit_new(self, entries: list[JobEntry]) -> None:
+        try:
+            await self._store.commit()
+        except BaseException:
+            for entry in entries:
+                self._forget(entry)
+            raise
+        for entry in entries:
+            self._emit("queued", entry)
+            if entry.status is S.QUEUED:
+                self._push(entry)
+        self._schedule()
+
+    def _forget(self, entry: JobEntry) -> None:
+        self._entries.pop(entry.id, None)
+        if entry.dedup_key is not None and self._dedup.get(entry.dedup_key) == entry.id:
+            del self._dedup[entry.dedup_key]
+
+    # --- scheduling -------------------------------------------------------------------------
+
+    def _push(self, entry: JobEntry) -> None:
+        heapq.heappush(self._heap, (-entry.priority, entry.seq, entry.id))
+
+    def _schedule(self) -> None:
+        """Start queued jobs (and wake waiting parents) while slots are free."""
+        if self._closing:
+            return
+        while self._slots_used < self.max_concurrent:
+            if self._slot_waiters:
+                _, _, fut = heapq.heappop(self._slot_waiters)
+                if not fut.done():
+                    self._slots_used += 1
+                    fut.set_result(None)
+                continue
+            entry = self._pop_queued()
+            if entry is None:
+                return
+            self._start(entry)
+
+    def _pop_queued(self) -> JobEntry | None:
+        while self._heap:
+            _, _, job_id = heapq.heappop(self._heap)
+            entry = self._entries.get(job_id)
+            if entry is not None and entry.status is S.QUEUED and entry.task is None:
+                return entry
+        return None
+
+    def _release_slot(self, entry: JobEntry) -> None:
+        if entry.slot_held:
+            entry.slot_held = False
+            self._slots_used -= 1
+            self._schedule()
+
+    async def _acquire_slot(self, entry: JobEntry) -> None:
+        if self._slots_used < self.max_concurrent and not self._slot_waiters:
+            self._slots_used += 1
+        else:
+            fut = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._slot_waiters, (-entry.priority, entry.seq, fut))
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._slots_used -= 1
+                raise
+        entry.slot_held = True
+
+    def _start(self, entry: JobEntry) -> None:
+        if entry.job is None:  # set aside as broken at load; never started
+            return
+        now = time.time()
+        self._slots_used += 1
+        entry.slot_held = True
+        entry.interrupt, entry.forced = None, False
+        entry.set_status(S.RUNNING)
+        entry.started_at = entry.started_at or now
+        self._store.stage(st.SET_RUNNING, (now, now, entry.id))
+        entry.task = asyncio.get_running_loop().create_task(self._run(entry), name=f"sdjobs:{entry.name}:{entry.id}")
+        self._emit("started", entry)
+        self._ensure_ticker()
+
+    async def _materialize(self, entry: JobEntry) -> Job:
+        """Re-create a stored job from its saved state (raises UnknownJob, VersionMismatch, BrokenJob)."""
+        row = await self._store.job_data(entry.id)
+        if row is None:
+            raise JobNotFound(f"job {entry.id} vanished from {self._store.path}")
+        name, version, blob = row
+        job = registry.create(name, version, blob)
+        self._broken.pop(entry.id, None)
+        return job
+
+    def _set_aside(self, entry: JobEntry, error: Exception) -> None:
+        self._broken[entry.id] = str(error)
+        log.warning("job %s (%s) cannot be loaded and stays %s: %s", entry.id, entry.name, entry.status.value, error)
+
+    # --- the run path -----------------------------------------------------------------------
+
+    async def _run(self, entry: JobEntry) -> None:
+        job_log = job_logger(entry.id, entry.name, self._log_dir)
+        ctx = JobContext(self, entry, job_log)
+        entry.ctx = ctx
+        job_log.info("run started (%s)", entry.name)
+        try:
+            outcome = await self._call_run(entry, ctx)
+            announce = self._stage_outcome(entry, ctx, outcome)
+            self._release_slot(entry)  # the next job starts while this one's writes commit
+            await self._commit_safely()
+            announce()
+        finally:
+            entry.task = None
+            close_logger(job_log)
+            self._release_slot(entry)
+
+    async def _call_run(self, entry: JobEntry, ctx: JobContext) -> Outcome | str:
+        """Run the job's coroutine and classify how it ended (a str means: save as paused)."""
+        try:
+            result = await entry.job.run(ctx)  # type: ignore[union-attr]
+        except Interrupted:
+            return "interrupted"
+        except asyncio.CancelledError:
+            if entry.forced:
+                return "forced"
+            raise
+        except Critical as e:
+            return Outcome(S.FAILED, error=str(e) or "critical error", traceback=traceback.format_exc())
+        except Exception as e:
+            return Outcome(S.FAILED, error=_describe(e), traceback=traceback.format_exc())
+        return Outcome(S.COMPLETED, result=result)
+
+    def _stage_outcome(self, entry: JobEntry, ctx: JobContext, outcome: Outcome | str) -> Callable[[], None]:
+        """Stage the writes for how the run ended; return what to announce once they commit."""
+        if isinstance(outcome, Outcome):
+            return self._stage_terminal(entry, ctx, outcome)
+        if entry.interrupt == "cancel":
+            return self._stage_terminal(entry, ctx, Outcome(S.CANCELLED, error=_cancel_text(entry)))
+        if not entry.cls.IS_RESUMABLE:  # type: ignore[union-attr]
+            error = "interrupted, and the job is not resumable (IS_RESUMABLE = False)"
+            return self._stage_terminal(entry, ctx, Outcome(S.FAILED, error=error))
+        return self._stage_paused(entry, ctx, keep_checkpoint=(outcome == "forced"))
+
+    def _stage_paused(self, entry: JobEntry, ctx: JobContext, keep_checkpoint: bool) -> Callable[[], None]:
+        """Stage the saved state; the status says PAUSED only after it commits (no resume race)."""
+        now = time.time()
+        progress = pack_progress(self._final_snapshot(entry, ctx, now))
+        metrics = json.dumps(self._metrics(entry, ctx))
+        reason = entry.pause_reason or USER
+        blob = None if keep_checkpoint else self._encode_or_none(entry, ctx)
+        if blob is None:
+            self._store.stage(st.SET_PAUSED, (reason, now, progress, metrics, now, entry.id))
+        else:
+            self._store.stage(st.SET_PAUSED_WITH_DATA, (reason, now, progress, metrics, blob, now, entry.id))
+
+        def announce() -> None:
+            entry.job = None  # a resume re-creates the job from what was saved
+            entry.interrupt = None
+            entry.set_status(S.PAUSED)
+            ctx.log.info("paused (%s)%s", reason, " from its last checkpoint" if blob is None else "")
+            self._emit("paused", entry)
+
+        return announce
+
+    def _encode_or_none(self, entry: JobEntry, ctx: JobContext) -> bytes | None:
+        try:
+            return _codec.encode_state(entry.job, self._max_state_bytes)
+        except SerializationError as e:
+            ctx.log.error("state could not be saved at pause (%s); it resumes from its last checkpoint", e)
+            return None
+
+    def _stage_terminal(self, entry: JobEntry, ctx: JobContext | None, outcome: Outcome) -> Callable[[], None]:
+        now = time.time()
+        if ctx is not None:
+            self._final_snapshot(entry, ctx, now)
+            entry.metrics = self._metrics(entry, ctx)
+        self._stage_finish(entry, outcome, now)
+
+        def announce() -> None:
+            if ctx is not None:
+                level = logging.INFO if outcome.status is S.COMPLETED else logging.WARNING
+                ctx.log.log(level, "%s%s", outcome.status.value, f": {outcome.error}" if outcome.error else "")
+                if outcome.traceback:
+                    ctx.log.warning("%s", outcome.traceback)
+            self._after_terminal(entry, outcome)
+
+        return announce
+
+    async def _finish_now(self, entry: JobEntry, outcome: Outcome) -> None:
+        """Finish a job that is not running (cancel while queued or paused)."""
+        announce = self._stage_terminal(entry, None, outcome)
+        await self._commit_safely()
+        announce()
+
+    def _stage_finish(self, entry: JobEntry, outcome: Outcome, now: float) -> None:
+        entry.set_status(outcome.status)
+        entry.error = outcome.error
+        result_blob = _result_blob(outcome.result) if outcome.status is S.COMPLETED else None
+        progress_blob = pack_progress(entry.progress)
+        metrics_text = json.dumps(entry.metrics)
+        self._store.stage(st.SET_FINISHED, (outcome.status.value, outcome.error, outcome.traceback, result_blob,
+                                             progress_blob, metrics_text, now, now, entry.id))
+        self._store.stage_history(_history_row(entry, outcome, now, metrics_text))
+
+    def _after_terminal(self, entry: JobEntry, outcome: Outcome) -> None:
+        entry.job = None
+        entry.ctx = None
+        self._forget(entry)
+        self._broken.pop(entry.id, None)
+        entry.settle(outcome)
+        kind = outcome.status.value
+        self._emit(kind, entry, error=outcome.error, result=_summary(outcome.result))
+
+    async def _commit_safely(self) -> None:
+        """Commit even if the surrounding task is being cancelled: these writes must land."""
+        try:
+            await asyncio.shield(self._store.commit())
+        except asyncio.CancelledError:
+            await self._store.commit()
+            raise
+
+    def _final_snapshot(self, entry: JobEntry, ctx: JobContext, now: float) -> Progress | None:
+        snap = ctx.take_snapshot_if_changed(time.monotonic())
+        if snap is not None:
+            entry.publish_progress(snap)
+            self._emit("progress", entry)
+        entry.progress_saved_at = now
+        return entry.progress
+
+    def _metrics(self, entry: JobEntry, ctx: JobContext) -> dict[str, Any]:
+        metrics = ctx.get_metrics()
+        entry.metrics = metrics
+        return metrics
+
+    # --- checkpoints, errors, progress --------------------------------------------------------
+
+    async def _checkpoint(self, entry: JobEntry, ctx: JobContext) -> None:
+        now = time.time()
+        blob = _codec.encode_state(entry.job, self._max_state_bytes)
+        progress = self._final_snapshot(entry, ctx, now)
+        metrics = json.dumps(self._metrics(entry, ctx))
+        self._store.stage(st.SET_DATA, (blob, pack_progress(progress), metrics, now, entry.id))
+        self._store.stage(st.UPSERT_CHECKPOINT, (entry.id, entry.version, blob, ctx.checkpoints, now))
+        await self._store.commit()
+
+    def _record_non_critical(self, entry: JobEntry, message: str) -> None:
+        self._store.stage(st.INSERT_ERROR, (entry.id, time.time(), message))
+        if entry.ctx is not None:
+            entry.ctx.log.warning("non-critical error: %s", message)
+        self._emit("non_critical_error", entry, error=message)
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever(), name="sdjobs:ticker")
+
+    async def _tick_forever(self) -> None:
+        try:
+            while any(e.ctx is not None for e in self._entries.values()):
+                await asyncio.sleep(TICK_S)
+                self._tick(time.monotonic(), time.time())
+        finally:
+            if self._ticker is asyncio.current_task():
+                self._ticker = None
+
+    def _tick(self, mono: float, now: float) -> None:
+        """Publish new snapshots to subscribers; save progress of jobs not saved for 2 s."""
+        for entry in list(self._entries.values()):
+            ctx = entry.ctx
+            if ctx is None or entry.status is not S.RUNNING:
+                continue
+            snap = ctx.take_snapshot_if_changed(mono)
+            if snap is None:
+                continue
+            entry.publish_progress(snap)
+            self._emit("progress", entry)
+            if now - entry.progress_saved_at >= PROGRESS_SAVE_S:
+                entry.progress_saved_at = now
+                self._store.stage(st.SET_PROGRESS, (pack_progress(snap), json.dumps(ctx.get_metrics()), now, entry.id))
+
+    def _flush_progress(self, now: float) -> None:
+        for entry in self._entries.values():
+            if entry.ctx is not None and entry.progress is not None:
+                self._store.stage(st.SET_PROGRESS, (pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
+
+    async def _breathe(self) -> None:
+        await asyncio.sleep(0)
+
+    async def _run_blocking(self, fn: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+        return await self._runner.run(fn, args, kwargs)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _emit(self, kind: str, entry: JobEntry, *, error: str | None = None, result: Any = None) -> None:
+        if not self._bus.has_subscribers:
+            return
+        self._bus.publish(JobEvent(kind=kind, job_id=entry.id, name=entry.name, status=entry.status,
+                                   progress=entry.progress, error=error, at=time.time(),
+                                   parent_id=entry.parent_id, result=result))
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        """Yield every job's events as they happen; progress coalesces, state changes never drop."""
+        async for event in self._bus.subscribe():
+            yield event
+
+    # --- control: pause, resume, cancel -----------------------------------------------------
+
+    async def pause(self, job_id: str, *, reason: str = USER) -> None:
+        """Pause a queued or running job; returns once its state is saved and it is PAUSED."""
+        self._check_open()
+        entry = self._active_entry(job_id, "pause")
+        if entry.status is S.PAUSED:
+            return
+        if entry.cls is not None and not entry.cls.IS_RESUMABLE:
+            raise NotResumable(f"job {entry.name} ({job_id}) is not resumable (IS_RESUMABLE = False); cancel it instead")
+        await self._pause_entry(entry, reason)
+
+    async def _pause_entry(self, entry: JobEntry, reason: str) -> None:
+        children = self._child_entries(entry.id)
+        if entry.status is S.QUEUED:
+            now = time.time()
+            entry.pause_reason = reason
+            self._store.stage(st.SET_PAUSED, (reason, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
+            await self._store.commit()
+            entry.set_status(S.PAUSED)
+            self._emit("paused", entry)
+        elif entry.status is S.RUNNING:
+            await self._interrupt_and_wait(entry, "pause", reason)
+        await asyncio.gather(*(self._pause_entry(c, PARENT) for c in children if c.status in (S.QUEUED, S.RUNNING)))
+
+    async def _interrupt_and_wait(self, entry: JobEntry, request: str, reason: str | None = None) -> None:
+        """Ask a running job to stop at its next check; cancel its task after the grace period."""
+        task = entry.task
+        if entry.interrupt != "cancel":
+            entry.interrupt = request
+        if reason is not None and request == "pause":
+            entry.pause_reason = reason
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=self.grace_period)
+        if not done:
+            entry.forced = True
+            if entry.ctx is not None:
+                entry.ctx.log.warning("did not reach check_interrupted within %.1f s; stopping it", self.grace_period)
+            task.cancel()
+            await asyncio.wait({task})
+
+    async def resume(self, job_id: str) -> None:
+        """Resume a paused job from its saved state; it reports RUNNING once it runs again."""
+        self._check_open()
+        entry = self._active_entry(job_id, "resume")
+        if entry.status is not S.PAUSED:
+            return
+        cls = registry.get(entry.name)
+        if not cls.IS_RESUMABLE:
+            raise NotResumable(f"job {entry.name} ({job_id}) is not resumable (IS_RESUMABLE = False); it can only be cancelled")
+        try:
+            entry.job = await self._materialize(entry)
+        except (VersionMismatch, BrokenJob) as e:
+            self._broken[entry.id] = str(e)
+            raise
+        entry.cls = cls
+        self._store.stage(st.SET_QUEUED, (time.time(), entry.id))
+        await self._store.commit()
+        entry.pause_reason = None
+        entry.set_status(S.QUEUED)
+        self._emit("resumed", entry)
+        self._push(entry)
+        self._schedule()
+        children = [c for c in self._child_entries(entry.id) if c.status is S.PAUSED and c.pause_reason == PARENT]
+        for child in children:
+            await self.resume(child.id)
+
+    async def cancel(self, job_id: str) -> None:
+        """Cancel a queued, running or paused job (and its unfinished children); it is kept as CANCELLED."""
+        self._check_open()
+        entry = self._entries.get(job_id)
+        if entry is None:
+            record = await self._record(job_id)
+            if record.status is S.CANCELLED:
+                return
+            raise InvalidTransition(f"job {record.name} ({job_id}) is already {record.status.value}; only unfinished jobs can be cancelled")
+        for child in self._child_entries(job_id):
+            await self.cancel(child.id)
+        if entry.status is S.RUNNING:
+            entry.interrupt = "cancel"
+            await self._interrupt_and_wait(entry, "cancel")
+        elif not entry.status.is_terminal:
+            await self._finish_now(entry, Outcome(S.CANCELLED, error=_cancel_text(entry)))
+
+    def _active_entry(self, job_id: str, action: str) -> JobEntry:
+        entry = self._entries.get(job_id)
+        if entry is not None:
+            return entry
+        raise InvalidTransition(f"cannot {action} job {job_id}: it is finished or not in this library")
+
+    async def resume_interrupted(self) -> list:
+        """Resume every job paused by a crash or by `close()`; user-paused jobs stay paused."""
+        from ._handle import JobHandle
+
+        self._check_open()
+        resumed = []
+        for entry in sorted(self._entries.values(), key=lambda e: e.seq):
+            if entry.status is S.PAUSED and entry.pause_reason == INTERRUPTED:
+                try:
+                    await self.resume(entry.id)
+                except (UnknownJob, VersionMismatch, BrokenJob, NotResumable) as e:
+                    self._set_aside(entry, e)
+                    continue
+                resumed.append(JobHandle(self, entry))
+        return resumed
+
+    # --- children ---------------------------------------------------------------------------
+
+    def _child_entries(self, parent_id: str) -> list[JobEntry]:
+        return [e for e in self._entries.values() if e.parent_id == parent_id]
+
+    async def _spawn_children(self, parent: JobEntry, jobs: list[Job], call: int) -> list[str]:
+        existing = await self._store.spawn_keys(parent.id)
+        ids: list[str] = []
+        new: list[JobEntry] = []
+        for index, job in enumerate(jobs):
+            key = f"{call}:{index}"
+            if key in existing:
+                ids.append(existing[key])
+                continue
+            entry = self._prepare(job, priority=parent.priority, initiated_by=parent.initiated_by,
+                                  parent_id=parent.id, spawn_key=key)
+            new.append(entry)  # type: ignore[arg-type]
+            ids.append(entry.id)  # type: ignore[union-attr]
+        await self._commit_new(new)
+        return ids
+
+    async def _wait_for_children(self, parent: JobEntry, ids: list[str]) -> list[Any]:
+        """Wait without holding a slot; a pause or cancel of the parent interrupts the wait."""
+        self._release_slot(parent)
+        try:
+            outcomes = await self._wait_outcomes(parent, ids)
+        finally:
+            await self._acquire_slot(parent)
+        for child_id, (name, outcome) in zip(ids, outcomes):
+            if outcome.status is not S.COMPLETED:
+                message = outcome.error or outcome.status.value
+                raise ChildFailed(child_id, name, f"child {outcome.status.value}: {message}", outcome.traceback)
+        return [outcome.result for _, outcome in outcomes]
+
+    async def _wait_outcomes(self, parent: JobEntry, ids: list[str]) -> list[tuple[str, Outcome]]:
+        waits = [asyncio.ensure_future(self._outcome(i)) for i in ids]
+        try:
+            while True:
+                if parent.interrupt is not None:
+                    raise Interrupted(f"{parent.interrupt} requested while waiting for children")
+                pending = [w for w in waits if not w.done()]
+                if not pending:
+                    return [w.result() for w in waits]
+                await asyncio.wait(pending, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _outcome(self, job_id: str) -> tuple[str, Outcome]:
+        """Wait for a job's terminal outcome, from memory or from jobs.db."""
+        entry = self._entries.get(job_id)
+        if entry is not None:
+            return entry.name, await asyncio.shield(entry.done_future())
+        record = await self._record(job_id)
+        if not record.status.is_terminal:
+            raise JobNotFound(f"job {job_id} is {record.status.value} but not loaded; reopen the library")
+        result = None
+        if record.status is S.COMPLETED:
+            blob = await self._store.result_blob(job_id)
+            result = None if blob is None else _codec.unpack(blob)
+        return record.name, Outcome(record.status, result, record.error, record.traceback)
+
+    # --- looking at jobs --------------------------------------------------------------------
+
+    async def _record(self, job_id: str) -> JobRecord:
+        record = await self._store.job(str(job_id))
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r} in library {str(self.path)!r}")
+        return record
+
+    def get(self, job_id: str):
+        """Return a handle for any job of the library, finished ones included."""
+        from ._handle import JobHandle
+
+        self._check_open(writing=False)
+        entry = self._entries.get(str(job_id))
+        if entry is not None:
+            return JobHandle(self, entry)
+        return JobHandle.for_record(self, str(job_id))
+
+    async def record(self, job_id: str) -> JobRecord:
+        """Return the stored record of a job (status, progress, metrics, error, ...)."""
+        self._check_open(writing=False)
+        return await self._record(job_id)
+
+    async def result(self, job_id: str) -> Any:
+        """Return a finished job's result, or raise its error (`JobFailed`, `Cancelled`)."""
+        name, outcome = await self._outcome(str(job_id))
+        return _unwrap(job_id, name, outcome)
+
+    async def errors(self, job_id: str, limit: int = 1000) -> list[tuple[float, str]]:
+        """Return a job's non-critical errors as (epoch seconds, message), oldest first."""
+        return await self._store.errors(str(job_id), limit)
+
+    def broken(self) -> dict[str, str]:
+        """Return jobs that cannot be loaded (unknown name, other VERSION, corrupt state): id -> why."""
+        return dict(self._broken)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _unwrap(job_id: str, name: str, outcome: Outcome) -> Any:
+    if outcome.status is S.COMPLETED:
+        return outcome.result
+    if outcome.status is S.CANCELLED:
+        raise Cancelled(f"job {name} ({job_id}) was cancelled")
+    raise JobFailed(job_id, name, outcome.error or "failed", outcome.traceback)
+
+
+def _entry_from_record(record: JobRecord) -> JobEntry:
+    return JobEntry(id=record.id, name=record.name, version=record.version, status=record.status,
+                    priority=record.priority, seq=record.seq, created_at=record.created_at, cls=registry._classes.get(record.name),
+                    parent_id=record.parent_id, spawn_key=record.spawn_key, initiated_by=record.initiated_by, context=record.context,
+                    dedup_key=record.dedup_key, started_at=record.started_at, pause_reason=record.pause_reason,
+                    progress=record.progress, metrics=record.metrics)
+
+
+def _check_priority(priority: Any) -> int:
+    if isinstance(priority, str):
+        try:
+            return int(Priority[priority.upper()])
+        except KeyError:
+            raise ValueError(f"unknown priority {priority!r}; use one of {', '.join(p.name for p in Priority)}") from None
+    if type(priority) is bool or not isinstance(priority, int):
+        raise TypeError(f"priority must be a sj.Priority or an int, got {type(priority).__name__}")
+    return int(priority)
+
+
+def _context_json(context: Any) -> str | None:
+    if context is None:
+        return None
+    if not isinstance(context, dict):
+        raise TypeError(f"context must be a dict of JSON-able values, got {type(context).__name__}")
+    try:
+        return json.dumps(context)
+    except (TypeError, ValueError) as e:
+        raise SerializationError(f"context must be JSON-able: {e}") from None
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _cancel_text(entry: JobEntry) -> str:
+    return "cancelled by request"
+
+
+def _result_blob(result: Any) -> bytes | None:
+    try:
+        return _codec.encode_value(result, "the job's result")
+    except SerializationError as e:
+        log.info("result not stored (%s); wait() in this process still returns it", e)
+        return None
+
+
+def _summary(result: Any) -> Any:
+    if result is None or isinstance(result, (bool, int, float)):
+        return result
+    text = repr(result)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _history_row(entry: JobEntry, outcome: Outcome, now: float, metrics_text: str) -> dict[str, Any]:
+    progress = entry.progress
+    m = entry.metrics
+    started = entry.started_at
+    return {
+        "id": entry.id, "name": entry.name, "version": entry.version, "status": outcome.status.value,
+        "parent_id": entry.parent_id, "priority": entry.priority, "initiated_by": entry.initiated_by,
+        "context": None if entry.context is None else json.dumps(entry.context),
+        "created_at": entry.created_at, "started_at": started, "finished_at": now,
+        "duration_s": None if started is None else now - started,
+        "queue_wait_s": None if started is None else started - entry.created_at,
+        "progress_kind": progress.kind if progress else None,
+        "progress_fraction": progress.fraction if progress else None,
+        "progress_current": progress.current if progress else None,
+        "progress_total": progress.total if progress else None,
+        "progress_phase": progress.phase if progress else None,
+        "items": int(m.get("items", 0)), "bytes": int(m.get("bytes", 0)),
+        "checkpoints": int(m.get("checkpoints", 0)), "non_critical_errors": int(m.get("non_critical_errors", 0)),
+        "memory_mb": m.get("memory_mb"), "error": outcome.error, "metrics": metrics_text,
+    }

@@ -1,0 +1,6 @@
+"""Everything that talks to SQLite lives in this package."""
+
+from . import store
+from .store import Store
+
+__all__ = ("Store", "store")

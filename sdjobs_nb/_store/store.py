@@ -1,0 +1,253 @@
+"""The only code that talks to SQLite: opening jobs.db, staging writes, reading records."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .._codec import pack, unpack
+from .._errors import LibraryError, ReadOnlyLibrary, SchemaTooNew
+from .._progress import Progress
+from .._records import JobRecord
+from .._status import JobStatus
+from .batch import Op, WriteBatcher, apply_ops
+from .schema import ACTIVE_STATUSES, CREATE, HISTORY_COLUMNS, JOB_COLUMNS, SCHEMA_VERSION
+
+DB_NAME = "jobs.db"
+
+# --- statements -----------------------------------------------------------------------------
+
+INSERT_JOB = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
+INSERT_HISTORY = (
+    f"INSERT OR REPLACE INTO job_history ({', '.join(HISTORY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})"
+)
+SET_RUNNING = "UPDATE jobs SET status='running', started_at=coalesce(started_at, ?), pause_reason=NULL, updated_at=? WHERE id=?"
+SET_QUEUED = "UPDATE jobs SET status='queued', pause_reason=NULL, paused_at=NULL, updated_at=? WHERE id=?"
+SET_PAUSED = "UPDATE jobs SET status='paused', pause_reason=?, paused_at=?, progress=?, metrics=?, updated_at=? WHERE id=?"
+SET_PAUSED_WITH_DATA = (
+    "UPDATE jobs SET status='paused', pause_reason=?, paused_at=?, progress=?, metrics=?, data=?, updated_at=? WHERE id=?"
+)
+SET_FINISHED = (
+    "UPDATE jobs SET status=?, error=?, traceback=?, result=?, progress=?, metrics=?, finished_at=?, "
+    "pause_reason=NULL, updated_at=? WHERE id=?"
+)
+SET_PROGRESS = "UPDATE jobs SET progress=?, metrics=?, updated_at=? WHERE id=?"
+SET_DATA = "UPDATE jobs SET data=?, progress=?, metrics=?, updated_at=? WHERE id=?"
+UPSERT_CHECKPOINT = (
+    "INSERT INTO job_checkpoints (job_id, version, data, count, created_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT(job_id) DO UPDATE SET version=excluded.version, data=excluded.data, "
+    "count=excluded.count, created_at=excluded.created_at"
+)
+INSERT_ERROR = "INSERT INTO job_errors (job_id, at, message) VALUES (?, ?, ?)"
+
+_RECORD_COLUMNS = tuple(c for c in JOB_COLUMNS if c not in ("data", "result"))
+SELECT_RECORD = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM jobs"
+SELECT_JOB = f"{SELECT_RECORD} WHERE id=?"
+SELECT_ACTIVE = f"{SELECT_RECORD} WHERE status IN ('queued', 'running', 'paused') ORDER BY seq"
+SELECT_DATA = "SELECT name, version, data FROM jobs WHERE id=?"
+SELECT_RESULT = "SELECT result FROM jobs WHERE id=?"
+SELECT_DEDUP = "SELECT id FROM jobs WHERE dedup_key=? AND status IN ('queued', 'running', 'paused') LIMIT 1"
+SELECT_CHILDREN = f"{SELECT_RECORD} WHERE parent_id=? ORDER BY seq"
+SELECT_ERRORS = "SELECT at, message FROM job_errors WHERE job_id=? ORDER BY at LIMIT ?"
+SELECT_MAX_SEQ = "SELECT coalesce(max(seq), 0) FROM jobs"
+SELECT_RUNNING = f"{SELECT_RECORD} WHERE status='running'"
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+def _unjson(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def pack_progress(progress: Progress | None) -> bytes | None:
+    return None if progress is None else pack(progress.to_plain())
+
+
+def unpack_progress(blob: bytes | None) -> Progress | None:
+    if blob is None:
+        return None
+    try:
+        return Progress.from_plain(unpack(blob))
+    except Exception:  # a corrupt progress blob must not make the job unreadable
+        return None
+
+
+def record_from_row(row: Iterable[Any]) -> JobRecord:
+    r = dict(zip(_RECORD_COLUMNS, row))
+    return JobRecord(
+        id=r["id"], name=r["name"], version=r["version"], status=JobStatus(r["status"]),
+        priority=r["priority"], parent_id=r["parent_id"], initiated_by=r["initiated_by"],
+        context=_unjson(r["context"]), dedup_key=r["dedup_key"], pause_reason=r["pause_reason"],
+        error=r["error"], traceback=r["traceback"], progress=unpack_progress(r["progress"]),
+        metrics=_unjson(r["metrics"]) or {}, created_at=r["created_at"], started_at=r["started_at"],
+        paused_at=r["paused_at"], finished_at=r["finished_at"], seq=r["seq"], spawn_key=r["spawn_key"],
+    )
+
+
+def _prepare_folder(folder: Path, read_only: bool) -> Path:
+    if folder.exists() and not folder.is_dir():
+        raise LibraryError(f"library path {str(folder)!r} is a file; a library is a folder (give a folder path)")
+    db = folder / DB_NAME
+    if read_only:
+        if not db.exists():
+            raise LibraryError(f"no library at {str(folder)!r}: {DB_NAME} does not exist")
+        return db
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LibraryError(f"cannot create library folder {str(folder)!r}: {e.strerror or e}") from e
+    if not os.access(folder, os.W_OK):
+        raise LibraryError(f"library folder {str(folder)!r} is not writable; fix its permissions or open read_only=True")
+    return db
+
+
+class Store:
+    """One library's jobs.db: group-committed writes and record reads, via aiosqlite."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, read_only: bool) -> None:
+        self._db = db
+        self.path = path
+        self.read_only = read_only
+        self._writer = WriteBatcher(self._apply)
+        self._sync_reader: sqlite3.Connection | None = None
+        self.closed = False
+
+    @classmethod
+    async def open(cls, folder: Path, *, read_only: bool = False, durable: bool = False) -> Store:
+        """Open (and for writers create or check) the library's jobs.db."""
+        db_path = _prepare_folder(folder, read_only)
+        db = await aiosqlite.connect(db_path, isolation_level=None, check_same_thread=False)
+        try:
+            await _configure(db, read_only=read_only, durable=durable, where=str(db_path))
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, db_path, read_only)
+
+    async def close(self) -> None:
+        """Commit what is staged and close the connection; safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self._writer.drain()
+            if not self.read_only:
+                await self._db.execute("PRAGMA optimize")
+        finally:
+            if self._sync_reader is not None:
+                self._sync_reader.close()
+            await self._db.close()
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def _apply(self, ops: list[Op]) -> None:
+        await self._db._execute(apply_ops, self._db._conn, ops)  # one hop for the whole batch
+
+    def stage(self, sql: str, params: Iterable[Any]) -> None:
+        """Stage one statement for the next group commit."""
+        if self.read_only:
+            raise ReadOnlyLibrary(f"library {str(self.path.parent)!r} is open read-only; open it without read_only to change jobs")
+        self._writer.stage(sql, tuple(params))
+
+    async def commit(self) -> None:
+        """Wait until everything staged is on disk."""
+        await self._writer.commit()
+
+    def stage_insert(self, values: dict[str, Any]) -> None:
+        self.stage(INSERT_JOB, [values.get(c) for c in JOB_COLUMNS])
+
+    def stage_history(self, values: dict[str, Any]) -> None:
+        self.stage(INSERT_HISTORY, [values.get(c) for c in HISTORY_COLUMNS])
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        return list(await self._db.execute_fetchall(sql, tuple(params)))
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def job(self, job_id: str) -> JobRecord | None:
+        row = await self.fetchone(SELECT_JOB, (job_id,))
+        return None if row is None else record_from_row(row)
+
+    async def active_jobs(self) -> list[JobRecord]:
+        return [record_from_row(r) for r in await self.fetchall(SELECT_ACTIVE)]
+
+    async def running_jobs(self) -> list[JobRecord]:
+        return [record_from_row(r) for r in await self.fetchall(SELECT_RUNNING)]
+
+    async def children(self, parent_id: str) -> list[JobRecord]:
+        return [record_from_row(r) for r in await self.fetchall(SELECT_CHILDREN, (parent_id,))]
+
+    async def spawn_keys(self, parent_id: str) -> dict[str, str]:
+        rows = await self.fetchall("SELECT spawn_key, id FROM jobs WHERE parent_id=? AND spawn_key IS NOT NULL", (parent_id,))
+        return dict(rows)
+
+    async def job_data(self, job_id: str) -> tuple[str, int, bytes] | None:
+        return await self.fetchone(SELECT_DATA, (job_id,))
+
+    async def result_blob(self, job_id: str) -> bytes | None:
+        row = await self.fetchone(SELECT_RESULT, (job_id,))
+        return None if row is None else row[0]
+
+    async def dedup_owner(self, key: str) -> str | None:
+        row = await self.fetchone(SELECT_DEDUP, (key,))
+        return None if row is None else row[0]
+
+    async def errors(self, job_id: str, limit: int = 1000) -> list[tuple[float, str]]:
+        return [tuple(r) for r in await self.fetchall(SELECT_ERRORS, (job_id, limit))]
+
+    async def max_seq(self) -> int:
+        row = await self.fetchone(SELECT_MAX_SEQ)
+        return int(row[0]) if row else 0
+
+    def job_sync(self, job_id: str) -> JobRecord | None:
+        """Read one record by primary key without awaiting (a sub-millisecond WAL read)."""
+        if self._sync_reader is None:
+            self._sync_reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        row = self._sync_reader.execute(SELECT_JOB, (job_id,)).fetchone()
+        return None if row is None else record_from_row(row)
+
+    async def run_in_db_thread(self, fn: Any, *args: Any) -> Any:
+        """Run `fn(conn, *args)` on the database thread (bulk reads for DataFrames)."""
+        return await self._db._execute(fn, self._db._conn, *args)
+
+
+async def _configure(db: aiosqlite.Connection, *, read_only: bool, durable: bool, where: str) -> None:
+    try:
+        await db.execute("PRAGMA busy_timeout = 10000")
+        version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+        tables = await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type='table'")
+    except sqlite3.DatabaseError as e:
+        raise LibraryError(f"{where} is not a usable SQLite database ({e}); move it aside or pick another library folder") from e
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{where} has schema version {version}, newer than this sdjobs_nb understands ({SCHEMA_VERSION}); "
+            f"upgrade sdjobs_nb. The file was not modified."
+        )
+    if read_only:
+        await db.execute("PRAGMA query_only = ON")
+        return
+    await _create_or_check(db, version, {t[0] for t in tables}, where)
+    await db.execute("PRAGMA journal_mode = WAL")
+    await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+
+
+async def _create_or_check(db: aiosqlite.Connection, version: int, tables: set[str], where: str) -> None:
+    if version == 0 and tables - {"jobs", "job_history", "job_checkpoints", "job_errors"}:
+        raise LibraryError(f"{where} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); pick another folder")
+    try:
+        await db.executescript(f"BEGIN; {CREATE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    except sqlite3.OperationalError as e:
+        raise LibraryError(f"cannot write {where}: {e}") from e
