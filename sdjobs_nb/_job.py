@@ -119,7 +119,8 @@ class Job:
 
 def _check_definition(cls: type[Job]) -> None:
     name, version = cls.__dict__["NAME"], cls.VERSION
-    if not isinstance(name, str) or not name or name != name.strip() or ":" in name:
+    colon_ok = cls.__dict__.get("_EXTENSION_JOB", False)  # extensions name jobs 'extension_id:job_name'
+    if not isinstance(name, str) or not name or name != name.strip() or (":" in name and not colon_ok):
         raise JobDefinitionError(
             f"{cls.__qualname__}.NAME must be a non-empty string without surrounding spaces or ':' "
             f"(':' is reserved for extension jobs), got {name!r}"

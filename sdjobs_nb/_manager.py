@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import heapq
 import json
 import logging
@@ -772,9 +773,83 @@ class JobManager:
         """Return jobs that cannot be loaded (unknown name, other VERSION, corrupt state): id -> why."""
         return dict(self._broken)
 
+    def handles(self, *, active_only: bool = True) -> list:
+        """Return handles of the jobs in memory (queued, running, paused), oldest first."""
+        from ._handle import JobHandle
+
+        entries = sorted(self._entries.values(), key=lambda e: e.seq)
+        return [JobHandle(self, e) for e in entries if not active_only or not e.status.is_terminal]
+
+    def submit(self, action: str, job_id: str) -> concurrent.futures.Future:
+        """Ask for `pause`, `resume` or `cancel` from any thread (e.g. a widget click); never blocks.
+
+        Returns a `concurrent.futures.Future` that holds the request's error, if any.
+        """
+        if action not in ("pause", "resume", "cancel"):
+            raise ValueError(f"action must be 'pause', 'resume' or 'cancel', not {action!r}")
+        if self._loop is None or self._loop.is_closed():
+            raise ManagerClosed("the manager's event loop is not running")
+        return asyncio.run_coroutine_threadsafe(getattr(self, action)(job_id), self._loop)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop this manager runs jobs on."""
+        return self._loop
+
     @property
     def store(self) -> Store:
         return self._store
+
+    # --- notebook and analysis surfaces (optional extras, imported on use) ----------------------
+
+    def jobs(self):
+        """Return a DataFrame of unfinished jobs (queued, running, paused) with live progress."""
+        from .frames import active_jobs_frame
+
+        return active_jobs_frame(self)
+
+    async def history(self, name: str | None = None, status: str | None = None, since: Any = None,
+                      until: Any = None, limit: int | None = None):
+        """Return a DataFrame with one row per finished job, newest first."""
+        from .frames import history_frame
+
+        return await history_frame(self, name=name, status=status, since=since, until=until, limit=limit)
+
+    async def metrics(self, by: str = "name", since: Any = None):
+        """Return a DataFrame of counts, failure rate, durations and throughput per job name."""
+        from .frames import metrics_frame
+
+        return await metrics_frame(self, by=by, since=since)
+
+    async def plot_timeline(self, **filters: Any):
+        """Return a matplotlib Figure: one bar per job over time, coloured by status."""
+        from .frames import plot_timeline
+
+        return await plot_timeline(self, **filters)
+
+    async def plot_durations(self, **filters: Any):
+        """Return a matplotlib Figure of duration distributions per job name."""
+        from .frames import plot_durations
+
+        return await plot_durations(self, **filters)
+
+    def dashboard(self):
+        """Return one live widget with a row per job of the library."""
+        from .widgets import dashboard
+
+        return dashboard(self)
+
+    def load_extension(self, path: str | os.PathLike[str], extension_id: str):
+        """Load a WebAssembly module (.wasm or .wat) whose jobs run sandboxed."""
+        from .extensions import load_extension
+
+        return load_extension(self, path, extension_id)
+
+    async def dispatch_extension_job(self, extension_id: str, job_name: str, job_data: Any = None, **options: Any):
+        """Dispatch job `job_name` of a loaded extension; it is named `extension_id:job_name`."""
+        from .extensions import dispatch_extension_job
+
+        return await dispatch_extension_job(self, extension_id, job_name, job_data, **options)
 
 
 # --- helpers -----------------------------------------------------------------------------------
