@@ -233,7 +233,7 @@ def _coerce_container(value: Any, origin: Any, args: tuple, tp: Any, where: str)
     if origin is tuple and args and args[-1] is not Ellipsis:
         if len(args) != len(value):
             raise _bad(value, tp, where)
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     item_type = args[0] if args else Any
     items = [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
     return origin(items) if origin is not list else items

@@ -44,6 +44,7 @@ PROGRESS_SAVE_S = 2.0      # progress reaches jobs.db at most every 2 s per job
 INTERRUPTED = "interrupted"  # pause reason for a crash or close(); resume_interrupted() takes these
 USER = "user"
 PARENT = "parent"
+SELF = "job"
 
 
 class _Opener:
@@ -412,7 +413,7 @@ class JobManager:
         now = time.time()
         progress = pack_progress(self._final_snapshot(entry, ctx, now))
         metrics = json.dumps(self._metrics(entry, ctx))
-        reason = entry.pause_reason or USER
+        reason = entry.pause_reason or SELF  # no request: the job raised Interrupted itself
         blob = None if keep_checkpoint else self._encode_or_none(entry, ctx)
         if blob is None:
             self._store.stage(st.SET_PAUSED, (reason, now, progress, metrics, now, entry.id))
