@@ -1,0 +1,113 @@
+"""Parent and child jobs for the children tests, and a worker process that runs a parent.
+
+Imported by the tests (which registers the job classes) and run as a script by the SIGKILL
+test: ``python children_worker.py LIBRARY N [N ...]`` dispatches a `FanOut` over `Square`
+children, prints ``PARENT <id>`` and then ``WAITING <child ids>`` when the parent starts
+waiting, and waits for it (until the test kills the process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+
+import sdjobs_nb as sj
+
+#: parent id -> the child ids each of its runs got from spawn_children (this process only)
+SPAWNED: dict[str, list[list[str]]] = {}
+#: set by the worker script: the parent prints its children when it starts waiting
+ANNOUNCE = False
+
+
+@dataclass
+class Square(sj.Job):
+    """Takes `steps` steps of `delay` s (checkpointing each), then returns n*n or raises."""
+
+    NAME = "children_square"
+    n: int
+    steps: int = 1
+    delay: float = 0.01
+    fail: str = ""
+    done: int = 0
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        while self.done < self.steps:
+            await ctx.check_interrupted()
+            await asyncio.sleep(self.delay)
+            self.done += 1
+            ctx.report_count_progress(self.done, self.steps)
+            await ctx.checkpoint()
+        if self.fail:
+            raise ValueError(self.fail)
+        return self.n * self.n
+
+
+@dataclass
+class FanOut(sj.Job):
+    """Spawns its `children` (copies), waits for them, and returns what it saw."""
+
+    NAME = "children_fan_out"
+    children: list[Square] = field(default_factory=list)
+    catch: bool = False
+    runs: int = 0
+
+    async def run(self, ctx: sj.JobContext) -> dict:
+        self.runs += 1
+        ids = await ctx.spawn_children([dataclasses.replace(c) for c in self.children])
+        SPAWNED.setdefault(ctx.job_id, []).append(ids)
+        if ANNOUNCE:
+            print("WAITING", " ".join(ids), flush=True)
+        try:
+            results = await ctx.wait_for_children(ids)
+        except sj.ChildFailed as e:
+            if not self.catch:
+                raise
+            return {"ids": ids, "failed": e.job_id, "message": e.message, "runs": self.runs}
+        return {"ids": ids, "results": results, "runs": self.runs}
+
+
+@dataclass
+class TwoRounds(sj.Job):
+    """Two spawn_children calls in a row: spawn keys '1:i' then '2:i'."""
+
+    NAME = "children_two_rounds"
+    first: list[int] = field(default_factory=list)
+    second: list[int] = field(default_factory=list)
+
+    async def run(self, ctx: sj.JobContext) -> list[list[int]]:
+        a = await ctx.wait_for_children(await ctx.spawn_children([Square(n) for n in self.first]))
+        b = await ctx.wait_for_children(await ctx.spawn_children([Square(n) for n in self.second]))
+        return [a, b]
+
+
+@dataclass
+class Nested(sj.Job):
+    """A parent whose children are parents too (depth levels, `width` children each)."""
+
+    NAME = "children_nested"
+    depth: int
+    width: int = 2
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        if self.depth == 0:
+            await asyncio.sleep(0.01)
+            return 1
+        ids = await ctx.spawn_children([Nested(self.depth - 1, self.width) for _ in range(self.width)])
+        return sum(await ctx.wait_for_children(ids))
+
+
+async def _main(library: str, ns: list[int], steps: int, delay: float) -> None:
+    global ANNOUNCE
+    ANNOUNCE = True
+    async with sj.JobManager.open(library, max_concurrent=4) as manager:
+        handle = await manager.dispatch(FanOut([Square(n, steps=steps, delay=delay) for n in ns]))
+        print("PARENT", handle.id, flush=True)
+        await handle.wait()
+        print("DONE", flush=True)
+
+
+if __name__ == "__main__":
+    _library, *_ns = sys.argv[1:]
+    asyncio.run(_main(_library, [int(n) for n in _ns], steps=200, delay=0.02))
