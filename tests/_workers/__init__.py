@@ -1,0 +1,1 @@
+"""Jobs and helpers for the reliability tests; importable as `_workers` from tests/."""

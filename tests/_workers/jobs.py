@@ -1,0 +1,225 @@
+"""Job classes of the reliability tests, shared by the test process and the crash workers.
+
+They live at module level in one importable module (always imported as `_workers.jobs`) so a
+worker process that is killed and the process that resumes its jobs both register them.
+Every result is a pure function of the job's parameters (`expected_outcome`), so a run that
+was killed, paused, forced or resumed any number of times can be checked against the answer
+of a run that never was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import sdjobs_nb as sj
+
+__all__ = (
+    "CheckpointJob", "ParentJob", "FailingJob", "SelfPausingJob", "StepJob", "StubbornJob",
+    "item_value", "append_line", "expected_outcome", "ACTIVE", "OVERLAPS", "REQUESTS",
+)
+
+
+def item_value(salt: int, i: int) -> int:
+    """The work of item `i`: any deterministic function will do."""
+    return (i * i + 7 * salt + 3) % 1009
+
+
+def append_line(path: str, line: str) -> None:
+    """Append one line with a single O_APPEND write, so a SIGKILL never leaves half a line."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line}\n".encode())
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class CheckpointJob(sj.Job):
+    """Processes items 0..n-1, writes `<job id> <item>` to `side` after each, checkpoints every k."""
+
+    NAME = "rel_ckpt"
+
+    n: int
+    k: int = 5
+    salt: int = 0
+    delay: float = 0.0
+    side: str = ""
+    i: int = 0
+    acc: int = 0
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        while self.i < self.n:
+            await ctx.check_interrupted()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            self.acc += item_value(self.salt, self.i)
+            if self.side:
+                append_line(self.side, f"{ctx.job_id} {self.i}")
+            self.i += 1
+            ctx.report_count_progress(self.i, self.n)
+            if self.i % self.k == 0:
+                await ctx.checkpoint()
+        return self.acc
+
+
+@dataclass
+class ParentJob(sj.Job):
+    """Spawns `n_children` CheckpointJobs, waits for them and returns the sum of their results."""
+
+    NAME = "rel_parent"
+
+    n_children: int
+    child_n: int
+    salt: int = 0
+    delay: float = 0.0
+    side: str = ""
+
+    def children(self) -> list[CheckpointJob]:
+        return [CheckpointJob(n=self.child_n, k=3, salt=self.salt + c, delay=self.delay, side=self.side)
+                for c in range(self.n_children)]
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        ids = await ctx.spawn_children(self.children())
+        results = await ctx.wait_for_children(ids)
+        return sum(results)
+
+
+@dataclass
+class FailingJob(sj.Job):
+    """Works through items and raises `sj.Critical` at item `fail_at`, however often it is resumed."""
+
+    NAME = "rel_fail"
+
+    n: int
+    fail_at: int
+    delay: float = 0.0
+    i: int = 0
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        while self.i < self.n:
+            await ctx.check_interrupted()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.i == self.fail_at:
+                raise sj.Critical(f"boom at item {self.i}")
+            self.i += 1
+            if self.i % 2 == 0:
+                await ctx.checkpoint()
+        return self.i
+
+
+@dataclass
+class SelfPausingJob(sj.Job):
+    """Like CheckpointJob, but pauses itself (raises `sj.Interrupted`) once, at item `pause_at`."""
+
+    NAME = "rel_selfpause"
+
+    n: int
+    pause_at: int
+    salt: int = 0
+    delay: float = 0.0
+    i: int = 0
+    acc: int = 0
+    paused_once: bool = False
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        while self.i < self.n:
+            await ctx.check_interrupted()
+            if self.i == self.pause_at and not self.paused_once:
+                self.paused_once = True
+                raise sj.Interrupted("taking a break")
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            self.acc += item_value(self.salt, self.i)
+            self.i += 1
+            if self.i % 4 == 0:
+                await ctx.checkpoint()
+        return self.acc
+
+
+# --- for the state-machine test: jobs that report overlapping runs of themselves -------------
+
+#: token -> number of `run` calls of that job executing right now
+ACTIVE: dict[str, int] = {}
+#: tokens whose job was seen running twice at once
+OVERLAPS: list[str] = []
+#: tokens whose job should call `ctx.checkpoint()` at its next step
+REQUESTS: set[str] = set()
+
+
+@dataclass
+class StepJob(sj.Job):
+    """Adds 0..steps-1 one step at a time; fails at `fail_at` (if >= 0); checkpoints on request."""
+
+    NAME = "rel_step"
+
+    token: str
+    steps: int
+    fail_at: int = -1
+    delay: float = 0.004
+    step: int = 0
+    acc: int = 0
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        ACTIVE[self.token] = ACTIVE.get(self.token, 0) + 1
+        if ACTIVE[self.token] > 1:
+            OVERLAPS.append(self.token)
+        try:
+            while self.step < self.steps:
+                await ctx.check_interrupted()
+                await asyncio.sleep(self.delay)
+                if self.step == self.fail_at:
+                    raise ValueError(f"step job {self.token} failed at step {self.step}")
+                self.acc += self.step
+                self.step += 1
+                if self.token in REQUESTS:
+                    REQUESTS.discard(self.token)
+                    await ctx.checkpoint()
+            return self.acc
+        finally:
+            ACTIVE[self.token] -= 1
+
+
+@dataclass
+class StubbornJob(sj.Job):
+    """Never calls `check_interrupted`; checkpoints every `k` items (for grace-period tests)."""
+
+    NAME = "rel_stubborn"
+
+    n: int
+    k: int = 3
+    delay: float = 0.01
+    salt: int = 0
+    i: int = 0
+    acc: int = 0
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        while self.i < self.n:
+            await asyncio.sleep(self.delay)
+            self.acc += item_value(self.salt, self.i)
+            self.i += 1
+            if self.i % self.k == 0:
+                await ctx.checkpoint()
+        return self.acc
+
+
+def expected_outcome(name: str, fields: dict[str, Any]) -> tuple[str, Any]:
+    """Return ("completed", result) or ("failed", error text) of an uninterrupted run."""
+    if name in (CheckpointJob.NAME, SelfPausingJob.NAME, StubbornJob.NAME):
+        return "completed", sum(item_value(fields.get("salt", 0), i) for i in range(fields["n"]))
+    if name == ParentJob.NAME:
+        parent = ParentJob(n_children=fields["n_children"], child_n=fields["child_n"], salt=fields.get("salt", 0))
+        return "completed", sum(expected_outcome(CheckpointJob.NAME, {"n": c.n, "salt": c.salt})[1]
+                                for c in parent.children())
+    if name == FailingJob.NAME:
+        if 0 <= fields["fail_at"] < fields["n"]:
+            return "failed", f"boom at item {fields['fail_at']}"
+        return "completed", fields["n"]
+    if name == StepJob.NAME:
+        if 0 <= fields["fail_at"] < fields["steps"]:
+            return "failed", f"failed at step {fields['fail_at']}"
+        return "completed", sum(range(fields["steps"]))
+    raise KeyError(name)

@@ -1,0 +1,118 @@
+"""A separate process for the crash and lock tests: `python worker.py MODE LIBRARY ARGS...`.
+
+It prints one line per milestone on stdout (flushed) so the test knows when to kill it:
+`ready <pid>`, `id <job id>`, `result <value>`, `locked <pid>`, `done`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for `_workers`
+
+import sdjobs_nb as sj  # noqa: E402
+from _workers.jobs import CheckpointJob, FailingJob, ParentJob, SelfPausingJob  # noqa: E402
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+async def counted(library: str, n: str, k: str, side: str, delay: str) -> None:
+    """Run one CheckpointJob to the end (the test kills this process somewhere in the middle)."""
+    async with sj.JobManager.open(library) as manager:
+        say("ready", os.getpid())
+        handle = await manager.dispatch(CheckpointJob(n=int(n), k=int(k), delay=float(delay), side=side))
+        say("id", handle.id)
+        say("result", await handle.wait())
+
+
+async def resume(library: str) -> None:
+    """Open the library, resume interrupted jobs and wait for every unfinished one."""
+    async with sj.JobManager.open(library, resume=True) as manager:
+        say("ready", os.getpid())
+        for handle in manager.handles():
+            say("result", handle.id, json.dumps(await handle.wait()))
+    say("done")
+
+
+async def hold(library: str, dispatch: str = "0") -> None:
+    """Own the library (optionally running a long job) until killed."""
+    async with sj.JobManager.open(library) as manager:
+        job_id = ""
+        if dispatch == "1":
+            job_id = (await manager.dispatch(CheckpointJob(n=100_000, k=50, delay=0.01))).id
+        say("ready", os.getpid(), job_id)
+        await asyncio.sleep(3600)
+
+
+async def try_open(library: str, hold_s: str) -> None:
+    """Race for the library: report whether this process got it, and keep it for `hold_s`."""
+    try:
+        manager = await sj.JobManager.open(library)
+    except sj.LibraryLocked as e:
+        say("locked", e.pid)
+        return
+    say("opened", os.getpid())
+    await asyncio.sleep(float(hold_s))
+    await manager.close()
+
+
+def mix_jobs(rng: random.Random, side: str) -> list[sj.Job]:
+    """A seeded mix: checkpointing, child-spawning, failing and self-pausing jobs."""
+    delay = rng.choice((0.004, 0.008, 0.012))
+    jobs: list[sj.Job] = [
+        CheckpointJob(n=rng.randint(20, 70), k=rng.randint(2, 7), salt=rng.randint(0, 99), delay=delay, side=side)
+        for _ in range(rng.randint(2, 3))
+    ]
+    jobs.append(ParentJob(n_children=rng.randint(2, 3), child_n=rng.randint(8, 25), salt=rng.randint(0, 99),
+                          delay=delay, side=side))
+    n = rng.randint(10, 40)
+    jobs.append(FailingJob(n=n, fail_at=rng.randint(0, n - 1), delay=delay))
+    n = rng.randint(10, 40)
+    jobs.append(SelfPausingJob(n=n, pause_at=rng.randint(0, n - 1), salt=rng.randint(0, 99), delay=delay))
+    rng.shuffle(jobs)
+    return jobs
+
+
+async def mix(library: str, seed: str, side: str) -> None:
+    """Run a seeded mix of jobs while pausing, resuming and cancelling some of them at random."""
+    rng = random.Random(int(seed))
+    async with sj.JobManager.open(library, max_concurrent=3) as manager:
+        say("ready", os.getpid())
+        handles = []
+        for job in mix_jobs(rng, side):
+            handles.append(await manager.dispatch(job))
+            await asyncio.sleep(rng.uniform(0, 0.05))
+        cancel_target = rng.choice(handles) if rng.random() < 0.4 else None
+        while any(not h.current_status.is_terminal for h in handles):
+            await asyncio.sleep(rng.uniform(0.02, 0.12))
+            await drive(manager, handles, rng, cancel_target)
+        say("done")
+
+
+async def drive(manager: sj.JobManager, handles: list, rng: random.Random, cancel_target: object) -> None:
+    """One random control action, as a user clicking buttons would do."""
+    handle = rng.choice(handles)
+    status = handle.current_status
+    try:
+        if handle is cancel_target and rng.random() < 0.3 and not status.is_terminal:
+            await handle.cancel()
+        elif status is sj.JobStatus.RUNNING and rng.random() < 0.3:
+            await handle.pause()
+        elif status is sj.JobStatus.PAUSED:
+            await handle.resume()
+    except sj.InvalidTransition:
+        pass  # it finished between the look and the click
+
+
+MODES = {"counted": counted, "resume": resume, "hold": hold, "try_open": try_open, "mix": mix}
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    asyncio.run(MODES[mode](*args))

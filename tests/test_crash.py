@@ -1,0 +1,117 @@
+"""A real process running a checkpointing job is SIGKILLed mid-run; another process resumes it.
+
+The job appends `<id> <item>` to a side file after processing each item and checkpoints every
+K items, so the side file shows exactly which items ran twice: only those after the last
+checkpoint that reached jobs.db (at most K: K-1 after it, plus the K-th when the kill lands
+between that item's line and its checkpoint's commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import sdjobs_nb as sj  # noqa: E402
+from _workers.jobs import CheckpointJob, expected_outcome  # noqa: E402
+from _workers.util import Worker, decode, integrity, rows, side_lines, wait_for  # noqa: E402
+
+N, K, DELAY = 40, 5, 0.01
+#: side-file lengths at which the worker is killed: first item, around checkpoints, late
+KILL_POINTS = (1, 4, 5, 6, 13, 22, 37)
+
+_uninterrupted: dict[str, int] = {}
+
+
+def uninterrupted_result(tmp_path: Path) -> int:
+    """The result of the same job run once without any interruption (computed once per session)."""
+    if "result" not in _uninterrupted:
+        async def run() -> int:
+            async with sj.JobManager.open(tmp_path / "reference") as manager:
+                return await (await manager.dispatch(CheckpointJob(n=N, k=K))).wait()
+
+        _uninterrupted["result"] = asyncio.run(run())
+    return _uninterrupted["result"]
+
+
+def start_and_kill(library: Path, side: Path, kill_at: int, stderr: Path) -> tuple[str, int]:
+    """Start the worker, SIGKILL it once `kill_at` items are in the side file; return (id, lines)."""
+    worker = Worker("counted", library, N, K, side, DELAY, stderr_path=stderr)
+    try:
+        job_id = worker.expect("id")
+        wait_for(lambda: len(side_lines(side)) >= kill_at, 30, what=f"{kill_at} items processed")
+    finally:
+        worker.kill()
+    return job_id, len(side_lines(side))
+
+
+def saved_item(library: Path, job_id: str) -> tuple[str, int]:
+    """(status, checkpointed `i`) of the job as another process sees jobs.db after the crash."""
+    ((status, blob),) = rows(library, "SELECT status, data FROM jobs WHERE id=?", (job_id,))
+    return status, decode(blob)["i"]
+
+
+async def resume_in_this_process(library: Path, job_id: str) -> int:
+    async with sj.JobManager.open(library) as manager:
+        record = await manager.record(job_id)
+        assert record.status is sj.JobStatus.PAUSED
+        assert record.pause_reason == "interrupted"
+        resumed = await manager.resume_interrupted()
+        assert [h.id for h in resumed] == [job_id]
+        result = await asyncio.wait_for(resumed[0].wait(), 30)
+        assert (await manager.record(job_id)).status is sj.JobStatus.COMPLETED
+        return result
+
+
+@pytest.mark.parametrize("kill_at", KILL_POINTS)
+def test_sigkill_mid_run_resumes_from_last_checkpoint(tmp_path: Path, kill_at: int) -> None:
+    library, side = tmp_path / "library", tmp_path / "side.txt"
+    job_id, done_before = start_and_kill(library, side, kill_at, tmp_path / "worker.err")
+    assert done_before < N, "the worker finished before it was killed; the kill point is too late"
+
+    assert integrity(library) == "ok"
+    status, checkpointed = saved_item(library, job_id)
+    assert status == "running"  # what the dead process left behind
+    assert checkpointed % K == 0 and checkpointed <= done_before
+
+    result = asyncio.run(resume_in_this_process(library, job_id))
+
+    assert result == uninterrupted_result(tmp_path) == expected_outcome("rel_ckpt", {"n": N})[1]
+    items = [item for _, item in side_lines(side)]
+    before, after = items[:done_before], items[done_before:]
+    assert before == list(range(done_before)), "the killed run processed an item twice"
+    assert after == list(range(checkpointed, N)), "the resumed run did not start at the last checkpoint"
+    redone = set(before) & set(after)
+    assert redone == set(range(checkpointed, done_before))
+    assert len(redone) <= K
+    assert integrity(library) == "ok"
+
+
+def test_killed_twice_then_resumed(tmp_path: Path) -> None:
+    """Kill the first run, then kill the process that resumed it; a third process finishes the job."""
+    library, side = tmp_path / "library", tmp_path / "side.txt"
+    job_id, first = start_and_kill(library, side, 12, tmp_path / "worker1.err")
+    _, first_ck = saved_item(library, job_id)
+
+    second = Worker("resume", library, stderr_path=tmp_path / "worker2.err")
+    try:
+        second.expect("ready")
+        wait_for(lambda: len(side_lines(side)) >= first + 13, 30, what="second run progress")
+    finally:
+        second.kill()
+    lines_after_second = len(side_lines(side))
+    status, second_ck = saved_item(library, job_id)
+    assert status == "running"
+    assert integrity(library) == "ok"
+
+    assert asyncio.run(resume_in_this_process(library, job_id)) == uninterrupted_result(tmp_path)
+    items = [item for _, item in side_lines(side)]
+    assert items[:first] == list(range(first))
+    assert items[first:lines_after_second] == list(range(first_ck, first_ck + lines_after_second - first))
+    assert items[lines_after_second:] == list(range(second_ck, N))
+    assert first - first_ck <= K
+    assert (first_ck + lines_after_second - first) - second_ck <= K
