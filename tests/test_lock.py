@@ -1,0 +1,138 @@
+"""One owner per library: a second owner gets `sj.LibraryLocked` naming the holder, readers still read.
+
+Holders are real processes (killed with SIGKILL) or a second manager in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import sdjobs_nb as sj  # noqa: E402
+from _workers.jobs import CheckpointJob, expected_outcome  # noqa: E402
+from _workers.util import Worker, counts, integrity  # noqa: E402
+
+
+def start_holder(library: Path, tmp_path: Path, dispatch: bool = True) -> tuple[Worker, str]:
+    worker = Worker("hold", library, "1" if dispatch else "0", stderr_path=tmp_path / "holder.err")
+    fields = worker.expect("ready").split()
+    assert int(fields[0]) == worker.pid
+    return worker, (fields[1] if len(fields) > 1 else "")
+
+
+def test_second_process_is_refused_naming_the_holder_then_takes_over_after_sigkill(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    holder, job_id = start_holder(library, tmp_path)
+    try:
+        async def while_held() -> None:
+            with pytest.raises(sj.LibraryLocked) as caught:
+                await sj.JobManager.open(library)
+            assert caught.value.pid == holder.pid
+            assert f"process {holder.pid}" in str(caught.value)
+            assert "read_only=True" in str(caught.value)
+
+            async with sj.JobManager.open(library, read_only=True) as view:
+                record = await view.record(job_id)
+                assert record.name == "rel_ckpt"
+                assert record.status is sj.JobStatus.RUNNING
+                assert view.get(job_id).current_status is sj.JobStatus.RUNNING
+                with pytest.raises(sj.ReadOnlyLibrary):
+                    await view.dispatch(CheckpointJob(n=1))
+                with pytest.raises(sj.ReadOnlyLibrary):
+                    await view.cancel(job_id)
+
+        before = counts(library)
+        asyncio.run(while_held())
+        assert counts(library) == before  # the refused owner and the reader wrote nothing
+    finally:
+        holder.kill()
+
+    opener = Worker("try_open", library, "0", stderr_path=tmp_path / "opener.err")
+    assert int(opener.expect("opened")) == opener.pid  # a new process takes the dead holder's lock
+    assert opener.wait() == 0
+
+    async def after_kill() -> None:
+        async with sj.JobManager.open(library) as manager:
+            record = await manager.record(job_id)
+            assert (record.status, record.pause_reason) == (sj.JobStatus.PAUSED, "interrupted")
+
+    asyncio.run(after_kill())
+    assert integrity(library) == "ok"
+
+
+def test_refusal_names_the_new_owner_not_the_dead_one(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    dead, _ = start_holder(library, tmp_path, dispatch=False)
+    dead.kill()
+    alive, _ = start_holder(library, tmp_path, dispatch=False)
+    try:
+        async def refused() -> None:
+            with pytest.raises(sj.LibraryLocked) as caught:
+                await sj.JobManager.open(library)
+            assert caught.value.pid == alive.pid != dead.pid
+
+        asyncio.run(refused())
+    finally:
+        alive.kill()
+
+
+def test_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (library / "jobs.lock").write_text(f"{gone.pid}\n")
+
+    async def main() -> None:
+        async with sj.JobManager.open(library) as manager:
+            assert await (await manager.dispatch(CheckpointJob(n=3, k=1))).wait() > 0
+
+    asyncio.run(main())
+    assert integrity(library) == "ok"
+
+
+def test_processes_racing_for_a_new_library_get_exactly_one_owner(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    racers = [Worker("try_open", library, "3", stderr_path=tmp_path / f"racer{i}.err") for i in range(4)]
+    outcomes = []
+    try:
+        for racer in racers:
+            line = racer.expect("", timeout=30)
+            outcomes.append((racer.pid, line))
+    finally:
+        for racer in racers:
+            racer.kill()
+    owners = [pid for pid, line in outcomes if line.startswith("opened")]
+    assert len(owners) == 1, outcomes
+    refused = [line for _, line in outcomes if line.startswith("locked")]
+    assert refused == [f"locked {owners[0]}"] * 3, outcomes
+    assert integrity(library) == "ok"
+
+
+async def test_two_managers_in_one_process(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    first = await sj.JobManager.open(library)
+    try:
+        handle = await first.dispatch(CheckpointJob(n=2000, k=100, delay=0.001))
+        with pytest.raises(sj.LibraryLocked) as caught:
+            await sj.JobManager.open(library)
+        assert caught.value.pid == os.getpid()
+        assert str(os.getpid()) in str(caught.value)
+        async with sj.JobManager.open(library, read_only=True) as view:
+            assert (await view.record(handle.id)).name == "rel_ckpt"
+        assert handle.current_status is sj.JobStatus.RUNNING  # the refused open disturbed nothing
+    finally:
+        await first.close()
+    async with sj.JobManager.open(library) as second:
+        record = await second.record(handle.id)
+        assert (record.status, record.pause_reason) == (sj.JobStatus.PAUSED, "interrupted")
+        resumed = await second.resume_interrupted()
+        assert await resumed[0].wait() == expected_outcome("rel_ckpt", {"n": 2000})[1]
+
