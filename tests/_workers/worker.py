@@ -65,7 +65,7 @@ async def try_open(library: str, hold_s: str) -> None:
 
 def mix_jobs(rng: random.Random, side: str) -> list[sj.Job]:
     """A seeded mix: checkpointing, child-spawning, failing and self-pausing jobs."""
-    delay = rng.choice((0.004, 0.008, 0.012))
+    delay = rng.choice((0.015, 0.025, 0.035))
     jobs: list[sj.Job] = [
         CheckpointJob(n=rng.randint(20, 70), k=rng.randint(2, 7), salt=rng.randint(0, 99), delay=delay, side=side)
         for _ in range(rng.randint(2, 3))
