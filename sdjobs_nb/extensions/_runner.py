@@ -118,6 +118,8 @@ async def _execute(sandbox: Sandbox, thread_name: str) -> SandboxOutcome:
     finally:
         if timer is not None:
             timer.cancel()
+        if done.done():
+            thread.join(timeout=1.0)  # it has only to return; then "job ended" means "no wasm left"
 
 
 def _worker(sandbox: Sandbox, loop: asyncio.AbstractEventLoop, done: asyncio.Future[SandboxOutcome]) -> None:
