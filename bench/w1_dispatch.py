@@ -166,14 +166,25 @@ async def aiosqlite_insert_commit(ctx: Ctx) -> float:
 # Keep the timed region the same as the peers': first submit -> last finish.
 
 async def ours(ctx: Ctx) -> float:
-    ours_api("sdjobs_nb")
-    raise NotYetImplemented("W1 contender not wired: submit n no-op jobs, await all, return jobs/s")
+    """sdjobs_nb: dispatch N no-op jobs concurrently (each dispatch awaited), wait for all."""
+    ours_api("sdjobs_nb", "JobManager")
+    from ._ours import dispatch_and_wait
 
+    return await dispatch_and_wait(ctx.workdir, ctx["n"], concurrent=True)
+
+
+async def ours_sequential(ctx: Ctx) -> float:
+    """sdjobs_nb: one awaited dispatch at a time (one commit each), then wait for all."""
+    ours_api("sdjobs_nb", "JobManager")
+    from ._ours import dispatch_and_wait
+
+    return await dispatch_and_wait(ctx.workdir, ctx["n"], concurrent=False)
 
 def contenders() -> dict[str, Contender]:
     u = "jobs/s"
     return {
-        "ours": Contender("ours", ours, u, "sdjobs_nb: submit N no-op jobs, await all"),
+        "ours": Contender("ours", ours, u, ours.__doc__),
+        "ours_sequential": Contender("ours_sequential", ours_sequential, u, ours_sequential.__doc__),
         "huey_default": Contender("huey_default", huey_default, u, huey_default.__doc__),
         "huey_fsync_off": Contender("huey_fsync_off", huey_fsync_off, u, huey_fsync_off.__doc__),
         "huey_consumer": Contender("huey_consumer", huey_consumer, u, huey_consumer.__doc__),

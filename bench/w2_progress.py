@@ -110,10 +110,12 @@ def tqdm_update(ctx: Ctx) -> float:
 # user's loop pays per report.  If the handle needs a running event loop,
 # make ``ours`` an ``async def`` (the harness runs it with asyncio.run).
 
-def ours(ctx: Ctx) -> float:
-    ours_api("sdjobs_nb")
-    raise NotYetImplemented("W2 contender not wired: added_ns(n, loop calling handle.progress)")
+async def ours(ctx: Ctx) -> float:
+    """ctx.report_count_progress(i, n) inside a real running job."""
+    ours_api("sdjobs_nb", "JobManager")
+    from ._ours import progress_cost
 
+    return await progress_cost(ctx.workdir, ctx["n"])
 
 def contenders() -> dict[str, Contender]:
     u = "ns/report"

@@ -86,9 +86,11 @@ def huey_put_data(ctx: Ctx) -> float:
 # state (use _blobs() cycled like the peers) and return elapsed / n * 1e6.
 
 async def ours(ctx: Ctx) -> float:
-    ours_api("sdjobs_nb")
-    raise NotYetImplemented("W3 contender not wired: time n job checkpoints of ~200 B")
+    """await ctx.checkpoint() of a job whose state is ~200 bytes."""
+    ours_api("sdjobs_nb", "JobManager")
+    from ._ours import checkpoint_cost
 
+    return await checkpoint_cost(ctx.workdir, ctx["n"], _blobs())
 
 def contenders() -> dict[str, Contender]:
     u = "us/checkpoint"

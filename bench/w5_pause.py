@@ -19,10 +19,12 @@ def cases(quick: bool) -> list[Case]:
 # --- REGISTRATION POINT: our contender -------------------------------------
 # Return the median pause latency in ms over ctx["pauses"] pause/resume cycles.
 
-async def ours(ctx: Ctx) -> float:
-    ours_api("sdjobs_nb")
-    raise NotYetImplemented("W5 contender not written yet: time pause() -> paused, ms")
+async def ours(ctx: Ctx) -> dict[str, float]:
+    """Median ms from pause() to PAUSED-and-saved; resume_ms: resume() to RUNNING again."""
+    ours_api("sdjobs_nb", "JobManager")
+    from ._ours import pause_latency
 
+    return await pause_latency(ctx.workdir, ctx["pauses"])
 
 def contenders() -> dict[str, Contender]:
     return {"ours": Contender("ours", ours, "ms", "pause() -> job observed paused")}

@@ -117,15 +117,28 @@ def encode_value(value: Any, where: str = "value") -> bytes:
 
 def encode_state(job: Any, max_bytes: int = DEFAULT_MAX_STATE_BYTES) -> bytes:
     """Encode a job dataclass's fields as a msgpack map of field names."""
-    cls_name = type(job).__name__
-    plain = {f.name: _to_plain(getattr(job, f.name), f"field {f.name!r} of {cls_name}") for f in _fields(type(job))}
+    cls = type(job)
+    plain = {}
+    for name in _field_names(cls):
+        value = getattr(job, name)
+        plain[name] = value if type(value) in _SCALARS else _to_plain(value, f"field {name!r} of {cls.__name__}")
     blob = pack(plain)
     if len(blob) > max_bytes:
         raise StateTooLarge(
-            f"{cls_name} state is {len(blob):,} bytes, over the limit of {max_bytes:,}; keep large "
+            f"{cls.__name__} state is {len(blob):,} bytes, over the limit of {max_bytes:,}; keep large "
             f"data in files and store their paths, or raise max_state_bytes in JobManager.open"
         )
     return blob
+
+
+_names_cache: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _names_cache.get(cls)
+    if names is None:
+        names = _names_cache[cls] = tuple(f.name for f in _fields(cls))
+    return names
 
 
 def _fields(cls: type) -> tuple[dataclasses.Field, ...]:

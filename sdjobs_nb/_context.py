@@ -6,9 +6,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import Interrupted
+from ._joblog import close_logger, job_logger
 from ._progress import ProgressMeter
 
 if TYPE_CHECKING:
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ("JobContext",)
 
 _YIELD_EVERY_S = 0.01
+_LIFECYCLE = logging.getLogger("sdjobs_nb.jobs")
 
 
 _memory_cache = [0.0, None]
@@ -52,15 +55,17 @@ class JobContext:
     """
 
     __slots__ = (
-        "job_id", "name", "log", "_raw", "_seen", "meter", "_manager", "_entry",
+        "job_id", "name", "_log", "_log_dir", "_raw", "_seen", "meter", "_manager", "_entry",
         "_started", "_last_yield", "_spawn_calls", "checkpoints", "non_critical_errors",
         "_elapsed_before", "items", "bytes",
     )
 
-    def __init__(self, manager: JobManager, entry: JobEntry, log: logging.Logger) -> None:
+    def __init__(self, manager: JobManager, entry: JobEntry, log_dir: Path | None) -> None:
         self.job_id = entry.id
         self.name = entry.name
-        self.log = log
+        self._log_dir = log_dir
+        # with file logging the logger exists from the start so lifecycle lines reach the file
+        self._log: logging.Logger | None = job_logger(entry.id, entry.name, log_dir) if log_dir else None
         self._manager = manager
         self._entry = entry
         self.meter = ProgressMeter(entry.progress)
@@ -75,6 +80,24 @@ class JobContext:
         self._elapsed_before = float(m.get("elapsed_seconds", 0.0))
         self.items = int(m.get("items", 0))
         self.bytes = int(m.get("bytes", 0))
+
+    @property
+    def log(self) -> logging.Logger:
+        """This job's `logging.Logger` (records also go to `<library>/logs/<id>.log` with file logging)."""
+        if self._log is None:
+            self._log = job_logger(self.job_id, self.name, self._log_dir)
+        return self._log
+
+    def lifecycle(self, level: int, message: str, *args: Any) -> None:
+        """Log a state change: to the job's logger when it exists, else to `sdjobs_nb.jobs`."""
+        if self._log is not None:
+            self._log.log(level, message, *args)
+        elif _LIFECYCLE.isEnabledFor(level):
+            _LIFECYCLE.log(level, f"{self.name} {self.job_id}: {message}", *args)
+
+    def close(self) -> None:
+        if self._log is not None:
+            close_logger(self._log)
 
     # --- progress: hot path, no clock, no await ------------------------------------------
 
@@ -169,6 +192,6 @@ class JobContext:
             meter.kind, meter.current, meter.total = kind, raw[1], raw[2]
         snap = meter.snapshot(now)
         if meter.invalid:
-            self.log.warning("%s", meter.invalid)
+            self.lifecycle(logging.WARNING, "%s", meter.invalid)
             meter.invalid = None
         return snap

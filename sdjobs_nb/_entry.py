@@ -30,7 +30,7 @@ class JobEntry:
         "id", "name", "version", "cls", "status", "priority", "seq", "parent_id", "spawn_key",
         "initiated_by", "context", "dedup_key", "created_at", "started_at", "pause_reason",
         "job", "task", "ctx", "interrupt", "forced", "progress", "metrics", "error",
-        "slot_held", "_done", "_status_queues", "_progress_slots", "progress_saved_at",
+        "slot_held", "metrics_saved_at", "_done", "_status_queues", "_progress_slots", "progress_saved_at",
         "__weakref__",
     )
 
@@ -54,6 +54,7 @@ class JobEntry:
         self.error: str | None = None
         self.slot_held = False
         self.progress_saved_at = 0.0
+        self.metrics_saved_at = 0.0
         self._done: asyncio.Future[Outcome] | None = None
         self._status_queues: list[asyncio.Queue[JobStatus]] | None = None
         self._progress_slots: list[LatestSlot[Progress]] | None = None

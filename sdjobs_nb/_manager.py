@@ -26,7 +26,6 @@ from ._errors import (
 from ._events import EventBus
 from ._executors import BlockingRunner
 from ._job import Job, ensure_dispatchable, registry
-from ._joblog import close_logger, job_logger
 from ._progress import Progress
 from ._records import JobEvent, JobRecord
 from ._status import JobStatus, Priority
@@ -41,6 +40,7 @@ log = logging.getLogger("sdjobs_nb")
 S = JobStatus
 TICK_S = 0.1               # snapshots reach subscribers and widgets at most 10 times a second
 PROGRESS_SAVE_S = 2.0      # progress reaches jobs.db at most every 2 s per job
+METRICS_SAVE_S = 1.0       # a checkpoint saves metrics too when they are older than this
 INTERRUPTED = "interrupted"  # pause reason for a crash or close(); resume_interrupted() takes these
 USER = "user"
 PARENT = "parent"
@@ -366,10 +366,9 @@ class JobManager:
     # --- the run path -----------------------------------------------------------------------
 
     async def _run(self, entry: JobEntry) -> None:
-        job_log = job_logger(entry.id, entry.name, self._log_dir)
-        ctx = JobContext(self, entry, job_log)
+        ctx = JobContext(self, entry, self._log_dir)
         entry.ctx = ctx
-        job_log.info("run started (%s)", entry.name)
+        ctx.lifecycle(logging.INFO, "run started")
         try:
             outcome = await self._call_run(entry, ctx)
             announce = self._stage_outcome(entry, ctx, outcome)
@@ -378,7 +377,7 @@ class JobManager:
             announce()
         finally:
             entry.task = None
-            close_logger(job_log)
+            ctx.close()
             self._release_slot(entry)
 
     async def _call_run(self, entry: JobEntry, ctx: JobContext) -> Outcome | str:
@@ -424,7 +423,7 @@ class JobManager:
             entry.job = None  # a resume re-creates the job from what was saved
             entry.interrupt = None
             entry.set_status(S.PAUSED)
-            ctx.log.info("paused (%s)%s", reason, " from its last checkpoint" if blob is None else "")
+            ctx.lifecycle(logging.INFO, "paused (%s)%s", reason, " from its last checkpoint" if blob is None else "")
             self._emit("paused", entry)
 
         return announce
@@ -433,7 +432,7 @@ class JobManager:
         try:
             return _codec.encode_state(entry.job, self._max_state_bytes)
         except SerializationError as e:
-            ctx.log.error("state could not be saved at pause (%s); it resumes from its last checkpoint", e)
+            ctx.lifecycle(logging.ERROR, "state could not be saved at pause (%s); it resumes from its last checkpoint", e)
             return None
 
     def _stage_terminal(self, entry: JobEntry, ctx: JobContext | None, outcome: Outcome) -> Callable[[], None]:
@@ -446,9 +445,9 @@ class JobManager:
         def announce() -> None:
             if ctx is not None:
                 level = logging.INFO if outcome.status is S.COMPLETED else logging.WARNING
-                ctx.log.log(level, "%s%s", outcome.status.value, f": {outcome.error}" if outcome.error else "")
+                ctx.lifecycle(level, "%s%s", outcome.status.value, f": {outcome.error}" if outcome.error else "")
                 if outcome.traceback:
-                    ctx.log.warning("%s", outcome.traceback)
+                    ctx.lifecycle(logging.WARNING, "%s", outcome.traceback)
             self._after_terminal(entry, outcome)
 
         return announce
@@ -504,16 +503,19 @@ class JobManager:
     async def _checkpoint(self, entry: JobEntry, ctx: JobContext) -> None:
         now = time.time()
         blob = _codec.encode_state(entry.job, self._max_state_bytes)
-        progress = self._final_snapshot(entry, ctx, now)
-        metrics = json.dumps(self._metrics(entry, ctx))
-        self._store.stage(st.SET_DATA, (blob, pack_progress(progress), metrics, now, entry.id))
+        progress = pack_progress(self._final_snapshot(entry, ctx, now))
+        if now - entry.metrics_saved_at >= METRICS_SAVE_S:  # metrics change every call; save them now and then
+            entry.metrics_saved_at = now
+            self._store.stage(st.SET_DATA_METRICS, (blob, progress, json.dumps(self._metrics(entry, ctx)), now, entry.id))
+        else:
+            self._store.stage(st.SET_DATA, (blob, progress, now, entry.id))
         self._store.stage(st.UPSERT_CHECKPOINT, (entry.id, entry.version, blob, ctx.checkpoints, now))
         await self._store.commit()
 
     def _record_non_critical(self, entry: JobEntry, message: str) -> None:
         self._store.stage(st.INSERT_ERROR, (entry.id, time.time(), message))
         if entry.ctx is not None:
-            entry.ctx.log.warning("non-critical error: %s", message)
+            entry.ctx.lifecycle(logging.WARNING, "non-critical error: %s", message)
         self._emit("non_critical_error", entry, error=message)
 
     def _ensure_ticker(self) -> None:
@@ -607,7 +609,7 @@ class JobManager:
         if not done:
             entry.forced = True
             if entry.ctx is not None:
-                entry.ctx.log.warning("did not reach check_interrupted within %.1f s; stopping it", self.grace_period)
+                entry.ctx.lifecycle(logging.WARNING, "did not reach check_interrupted within %.1f s; stopping it", self.grace_period)
             task.cancel()
             await asyncio.wait({task})
 

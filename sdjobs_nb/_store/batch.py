@@ -1,4 +1,9 @@
-"""Group commit: writes staged by many jobs share one transaction and one thread hop."""
+"""Group commit: writes staged by many jobs share one transaction and one thread hop.
+
+No task is spawned per commit: a batch is handed to the database thread with a future and a
+done-callback sends the next batch, so a lone `commit()` costs one hop and a busy library
+commits everything staged during the previous hop together.
+"""
 
 from __future__ import annotations
 
@@ -38,64 +43,65 @@ class WriteBatcher:
     """Collects staged statements and commits them together as soon as the loop is free.
 
     `stage` never blocks; `commit()` waits until everything staged before it is on disk
-    (or raises the error that stopped that transaction).
+    (or raises the error that stopped that transaction). Each waiter has its own future, so
+    a cancelled waiter never disturbs the others and no `shield` is needed.
     """
 
-    def __init__(self, run_in_db_thread: Callable[[list[Op]], Any]) -> None:
-        self._run = run_in_db_thread
+    def __init__(self, submit: Callable[[list[Op]], asyncio.Future[Any]]) -> None:
+        self._submit = submit  # hands ops to the database thread, returns a loop future
         self._pending: list[Op] = []
-        self._pending_done: asyncio.Future[None] | None = None
-        self._inflight_done: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._pending_waiters: list[asyncio.Future[None]] = []
+        self._inflight_waiters: list[asyncio.Future[None]] | None = None
+        self._kick_scheduled = False
 
     def stage(self, sql: str, params: Sequence[Any]) -> None:
         """Add one statement to the next transaction."""
         self._pending.append((sql, params))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+        if self._inflight_waiters is None and not self._kick_scheduled:
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
 
     async def commit(self) -> None:
         """Wait until every statement staged so far is committed."""
         if self._pending:
-            await asyncio.shield(self._future_for_pending())
-        elif self._inflight_done is not None:
-            await asyncio.shield(self._inflight_done)
-
-    def _future_for_pending(self) -> asyncio.Future[None]:
-        if self._pending_done is None:
-            self._pending_done = asyncio.get_running_loop().create_future()
-        return self._pending_done
-
-    @property
-    def idle(self) -> bool:
-        return self._task is None
-
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                ops, self._pending = self._pending, []
-                done, self._pending_done = self._pending_done, None
-                if done is None:
-                    done = asyncio.get_running_loop().create_future()
-                self._inflight_done = done
-                await self._write(ops, done)
-        finally:
-            self._task = None
-            self._inflight_done = None
-
-    async def _write(self, ops: list[Op], done: asyncio.Future[None]) -> None:
-        try:
-            await self._run(ops)
-        except Exception as e:  # a failed transaction reaches whoever waits on it
-            log.error("jobs.db write of %d statements failed: %s", len(ops), e)
-            if not done.done():
-                done.set_exception(e)
-                done.exception()  # mark retrieved: nobody may be waiting
+            waiters = self._pending_waiters
+            if self._inflight_waiters is None:
+                self._send()
+        elif self._inflight_waiters is not None:
+            waiters = self._inflight_waiters
+        else:
             return
-        if not done.done():
-            done.set_result(None)
+        waiter = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
+        await waiter
 
     async def drain(self) -> None:
         """Wait until nothing is staged or in flight (used by close)."""
-        while self._task is not None:
-            await asyncio.shield(self._task)
+        while self._pending or self._inflight_waiters is not None:
+            await self.commit()
+
+    def _kick(self) -> None:
+        self._kick_scheduled = False
+        if self._inflight_waiters is None and self._pending:
+            self._send()
+
+    def _send(self) -> None:
+        ops, self._pending = self._pending, []
+        waiters, self._pending_waiters = self._pending_waiters, []
+        self._inflight_waiters = waiters
+        self._submit(ops).add_done_callback(lambda written: self._sent(written, waiters, len(ops)))
+
+    def _sent(self, written: asyncio.Future[Any], waiters: list[asyncio.Future[None]], count: int) -> None:
+        self._inflight_waiters = None
+        error = asyncio.CancelledError() if written.cancelled() else written.exception()
+        if error is not None:
+            log.error("jobs.db write of %d statements failed: %s", count, error)
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+        if self._pending:
+            self._send()

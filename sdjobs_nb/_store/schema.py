@@ -65,7 +65,6 @@ CREATE TABLE IF NOT EXISTS job_history (
 );
 CREATE INDEX IF NOT EXISTS history_by_finished ON job_history (finished_at);
 CREATE INDEX IF NOT EXISTS history_by_name ON job_history (name, finished_at);
-CREATE INDEX IF NOT EXISTS history_by_parent ON job_history (parent_id) WHERE parent_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS job_checkpoints (
     job_id      TEXT PRIMARY KEY,

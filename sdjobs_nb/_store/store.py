@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -39,7 +41,8 @@ SET_FINISHED = (
     "pause_reason=NULL, updated_at=? WHERE id=?"
 )
 SET_PROGRESS = "UPDATE jobs SET progress=?, metrics=?, updated_at=? WHERE id=?"
-SET_DATA = "UPDATE jobs SET data=?, progress=?, metrics=?, updated_at=? WHERE id=?"
+SET_DATA = "UPDATE jobs SET data=?, progress=?, updated_at=? WHERE id=?"
+SET_DATA_METRICS = "UPDATE jobs SET data=?, progress=?, metrics=?, updated_at=? WHERE id=?"
 UPSERT_CHECKPOINT = (
     "INSERT INTO job_checkpoints (job_id, version, data, count, created_at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT(job_id) DO UPDATE SET version=excluded.version, data=excluded.data, "
@@ -117,7 +120,7 @@ class Store:
         self._db = db
         self.path = path
         self.read_only = read_only
-        self._writer = WriteBatcher(self._apply)
+        self._writer = WriteBatcher(self._submit)
         self._sync_reader: sqlite3.Connection | None = None
         self.closed = False
 
@@ -149,8 +152,19 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------
 
-    async def _apply(self, ops: list[Op]) -> None:
-        await self._db._execute(apply_ops, self._db._conn, ops)  # one hop for the whole batch
+    def _submit(self, ops: list[Op]) -> asyncio.Future[None]:
+        """Hand a batch to aiosqlite's thread as one call; return a future for its end."""
+        return self._in_db_thread(functools.partial(apply_ops, self._db._conn, ops))
+
+    def _in_db_thread(self, call: Any) -> asyncio.Future[Any]:
+        # aiosqlite's own queue takes (future, callable) pairs; using it directly avoids a
+        # task per call (aiosqlite is pinned below 0.23; the fallback keeps newer ones working)
+        queue = getattr(self._db, "_tx", None)
+        if queue is None or not self._db._running:
+            return asyncio.ensure_future(self._db._execute(call))
+        future = asyncio.get_running_loop().create_future()
+        queue.put_nowait((future, call))
+        return future
 
     def stage(self, sql: str, params: Iterable[Any]) -> None:
         """Stage one statement for the next group commit."""
@@ -221,7 +235,7 @@ class Store:
 
     async def run_in_db_thread(self, fn: Any, *args: Any) -> Any:
         """Run `fn(conn, *args)` on the database thread (bulk reads for DataFrames)."""
-        return await self._db._execute(fn, self._db._conn, *args)
+        return await self._in_db_thread(functools.partial(fn, self._db._conn, *args))
 
 
 async def _configure(db: aiosqlite.Connection, *, read_only: bool, durable: bool, where: str) -> None:
