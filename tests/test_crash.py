@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob, expected_outcome  # noqa: E402
+from _workers.tally import record as tally  # noqa: E402
 from _workers.util import Worker, decode, integrity, rows, side_lines, wait_for  # noqa: E402
 
 N, K, DELAY = 40, 5, 0.01
@@ -89,6 +90,7 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(tmp_path: Path, kill_at: i
     assert redone == set(range(checkpointed, done_before))
     assert len(redone) <= K
     assert integrity(library) == "ok"
+    tally("sigkill_checkpointing_job", kill_at=done_before, checkpointed=checkpointed, redone_items=len(redone))
 
 
 def test_killed_twice_then_resumed(tmp_path: Path) -> None:
@@ -115,3 +117,4 @@ def test_killed_twice_then_resumed(tmp_path: Path) -> None:
     assert items[lines_after_second:] == list(range(second_ck, N))
     assert first - first_ck <= K
     assert (first_ck + lines_after_second - first) - second_ck <= K
+    tally("sigkill_twice", redone_items=(first - first_ck) + (first_ck + lines_after_second - first) - second_ck)

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob, ParentJob, expected_outcome  # noqa: E402
+from _workers.tally import record as tally  # noqa: E402
 from _workers.util import Worker, decode, integrity, rows, side_lines, terminal_snapshot  # noqa: E402
 
 DEFAULT_SEEDS = range(8)
@@ -171,7 +172,7 @@ def check_side_file(library: Path, side: Path) -> int:
     return redone_total
 
 
-def crash_once(tmp_path: Path, seed: int, record_property: Any) -> None:
+def crash_once(tmp_path: Path, seed: int) -> None:
     library, side = tmp_path / "library", tmp_path / "side.txt"
     seen = kill_at_random(library, side, seed, tmp_path / "worker.err")
 
@@ -191,18 +192,16 @@ def crash_once(tmp_path: Path, seed: int, record_property: Any) -> None:
     check_outcomes(library, before)
     check_history(library)
     redone = check_side_file(library, side)
-    for key in ("interrupted", "paused", "queued", "terminal"):
-        record_property(key, stats[key])
-    record_property("redone_items", redone)
-    record_property("jobs_before_kill", len(before))
+    tally("random_kill", seed=seed, jobs_before_kill=len(before), redone_items=redone,
+           **{key: stats[key] for key in ("interrupted", "paused", "queued", "terminal")})
 
 
 @pytest.mark.parametrize("seed", DEFAULT_SEEDS)
-def test_random_kills(tmp_path: Path, seed: int, record_property: Any) -> None:
-    crash_once(tmp_path, seed, record_property)
+def test_random_kills(tmp_path: Path, seed: int) -> None:
+    crash_once(tmp_path, seed)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", FULL_SEEDS)
-def test_random_kills_full(tmp_path: Path, seed: int, record_property: Any) -> None:
-    crash_once(tmp_path, seed, record_property)
+def test_random_kills_full(tmp_path: Path, seed: int) -> None:
+    crash_once(tmp_path, seed)
