@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 import threading
@@ -433,3 +434,46 @@ async def assert_still_healthy(manager) -> None:
     manager.load_extension(COUNTER, "healthy")
     handle = await manager.dispatch_extension_job("healthy", "count", [100, 10])
     assert await asyncio.wait_for(handle.wait(), 30) == expected_count(100)
+
+
+async def test_a_state_over_the_library_limit_fails_the_job(library, tmp_path):
+    hoarder = write_module(tmp_path, "hoard.wat", """
+    (module
+      (import "sdjobs" "checkpoint" (func $checkpoint (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "job_hoard") (result i32)
+        (drop (call $checkpoint (i32.const 0) (i32.const 60000)))
+        (i32.const 0)))""")
+    async with sj.JobManager.open(library, max_state_bytes=10_000) as m:
+        m.load_extension(hoarder, "hoard")
+        message = await failure(await m.dispatch_extension_job("hoard", "hoard"))
+    assert "could not checkpoint its state: StateTooLarge" in message
+
+
+@dataclasses.dataclass
+class ParentOfExtensionJobs(sj.Job):
+    NAME = "test_ext_parent"
+    sizes: list[int]
+
+    async def run(self, ctx: sj.JobContext) -> list[int]:
+        ids = await ctx.spawn_children([ext.extension_job("demo", "count", [n, 10]) for n in self.sizes])
+        return await ctx.wait_for_children(ids)
+
+
+async def test_extension_jobs_can_be_children_of_python_jobs(manager):
+    manager.load_extension(COUNTER, "demo")
+    handle = await manager.dispatch(ParentOfExtensionJobs([30, 60]))
+    assert await asyncio.wait_for(handle.wait(), 30) == [expected_count(30), expected_count(60)]
+
+
+async def test_queued_extension_jobs_start_at_open_when_loaded_before(library):
+    async with sj.JobManager.open(library, max_concurrent=1) as m:
+        m.load_extension(FOREVER, "spin")
+        m.load_extension(COUNTER, "demo")
+        blocker = await m.dispatch_extension_job("spin", "polite")
+        queued = await m.dispatch_extension_job("demo", "count", [40, 10])
+        await until(lambda: blocker.current_status is S.RUNNING)
+        assert queued.current_status is S.QUEUED
+    ext.load_extension(None, COUNTER, "demo")
+    async with sj.JobManager.open(library) as m:
+        assert await asyncio.wait_for(m.get(queued.id).wait(), 30) == expected_count(40)

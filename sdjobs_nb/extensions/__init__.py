@@ -30,7 +30,9 @@ a trap or a limit makes the job FAILED with the reason. See README.md next to th
 
 from ._abi import DONE, HOST_FUNCTIONS, HOST_MODULE, JOB_PREFIX, NO_STATE, STOPPED, HostFunction
 from ._errors import ExtensionError, ExtensionMismatch, ExtensionTrap, InvalidExtension, UnknownExtension
-from ._loader import Extension, dispatch_extension_job, job_class, load_extension, loaded_extensions
+from ._loader import (
+    Extension, dispatch_extension_job, extension_job, job_class, load_extension, loaded_extensions,
+)
 from ._sandbox import Limits
 
 __all__ = (
@@ -49,6 +51,7 @@ __all__ = (
     "STOPPED",
     "UnknownExtension",
     "dispatch_extension_job",
+    "extension_job",
     "job_class",
     "load_extension",
     "loaded_extensions",

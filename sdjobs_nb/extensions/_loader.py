@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .._handle import JobHandle
     from .._manager import JobManager
 
-__all__ = ("Extension", "load_extension", "dispatch_extension_job", "job_class", "loaded_extensions")
+__all__ = ("Extension", "load_extension", "dispatch_extension_job", "extension_job", "job_class", "loaded_extensions")
 
 _WASM_MAGIC = b"\0asm"
 
@@ -44,14 +44,16 @@ class Extension:
         return [f"{self.id}:{job}" for job in self.jobs]
 
 
-def load_extension(manager: JobManager, path: str | os.PathLike[str], extension_id: str, *,
+def load_extension(manager: JobManager | None, path: str | os.PathLike[str], extension_id: str, *,
                    memory_bytes: int = Limits.memory_bytes, fuel: int = Limits.fuel,
                    time_limit: float | None = Limits.time_limit) -> Extension:
     """Load a .wasm or .wat module and register one job class per job it declares.
 
     Jobs are exported functions ``job_<name>: () -> i32``; imports are checked against the host
     interface. Loading again under the same id replaces the extension (jobs started by another
-    module then refuse to resume). Raises `InvalidExtension` for a malformed or over-reaching module.
+    module then refuse to resume). The registry is process-wide, so `manager` may be None (to load
+    before opening a library whose queued jobs need it). Raises `InvalidExtension` for a malformed
+    or over-reaching module.
     """
     check_name(extension_id, "extension_id")
     limits = Limits(memory_bytes=memory_bytes, fuel=fuel, time_limit=time_limit)
@@ -123,13 +125,17 @@ def job_class(extension_id: str, job_name: str) -> type[Job]:
     return registry.get(f"{extension_id}:{job_name}")
 
 
+def extension_job(extension_id: str, job_name: str, job_data: Any = None) -> Job:
+    """Return a new job of a loaded extension (e.g. for `ctx.spawn_children`); `job_data` is its input."""
+    cls = job_class(extension_id, job_name)
+    data, input_format = encode_input(job_data)
+    return cls(input=data, input_format=input_format)  # type: ignore[call-arg]
+
+
 async def dispatch_extension_job(manager: JobManager, extension_id: str, job_name: str,
                                  job_data: Any = None, **options: Any) -> JobHandle:
     """Dispatch job `job_name` of a loaded extension with `job_data` (bytes or JSON-able) as its input."""
-    cls = job_class(extension_id, job_name)
-    data, input_format = encode_input(job_data)
-    job = cls(input=data, input_format=input_format)  # type: ignore[call-arg]
-    return await manager.dispatch(job, **options)
+    return await manager.dispatch(extension_job(extension_id, job_name, job_data), **options)
 
 
 def _first_lines(error: BaseException, limit: int = 6) -> str:

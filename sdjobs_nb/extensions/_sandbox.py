@@ -161,10 +161,14 @@ class Sandbox:
 
         def call(caller: Any, *args: Any) -> Any:
             try:
-                return method(caller, *args)
+                result = method(caller, *args)
             except BaseException as e:  # never let an exception cross into wasm (see module doc)
                 self.stop(f"failed in host function {HOST_MODULE}.{name}: {type(e).__name__}: {e}")
                 return fallback
+            if fallback is not None and not -2**31 <= result < 2**31:  # would fail converting to i32
+                self.stop(f"got a value from {HOST_MODULE}.{name} too large for an i32 ({result})")
+                return fallback
+            return result
 
         return call
 
