@@ -23,16 +23,20 @@ ANNOUNCE = False
 
 @dataclass
 class Square(sj.Job):
-    """Takes `steps` steps of `delay` s (checkpointing each), then returns n*n or raises."""
+    """Takes `steps` steps of `delay` s (checkpointing each), then returns n*n (and the step each
+    run started from, with `report_starts`) or raises `ValueError(fail)`."""
 
     NAME = "children_square"
     n: int
     steps: int = 1
     delay: float = 0.01
     fail: str = ""
+    report_starts: bool = False
     done: int = 0
+    starts: list[int] = field(default_factory=list)
 
-    async def run(self, ctx: sj.JobContext) -> int:
+    async def run(self, ctx: sj.JobContext) -> int | list:
+        self.starts.append(self.done)  # the step each run started from
         while self.done < self.steps:
             await ctx.check_interrupted()
             await asyncio.sleep(self.delay)
@@ -41,7 +45,7 @@ class Square(sj.Job):
             await ctx.checkpoint()
         if self.fail:
             raise ValueError(self.fail)
-        return self.n * self.n
+        return [self.n * self.n, self.starts] if self.report_starts else self.n * self.n
 
 
 @dataclass
@@ -102,7 +106,7 @@ async def _main(library: str, ns: list[int], steps: int, delay: float) -> None:
     global ANNOUNCE
     ANNOUNCE = True
     async with sj.JobManager.open(library, max_concurrent=4) as manager:
-        handle = await manager.dispatch(FanOut([Square(n, steps=steps, delay=delay) for n in ns]))
+        handle = await manager.dispatch(FanOut([Square(n, steps=steps, delay=delay, report_starts=True) for n in ns]))
         print("PARENT", handle.id, flush=True)
         await handle.wait()
         print("DONE", flush=True)

@@ -122,7 +122,7 @@ async def test_work_runs_on_the_workers_and_the_loop_stays_responsive(library, c
         assert results == [fns.burn(1_000_000)] * 4
         pids = await run_job(manager, Parallel(chunks=8, n=10))
         assert set(pids) <= workers and os.getpid() not in pids
-    assert probe.worst_ms < 50, probe.worst_ms
+    assert probe.worst_ms < 150, probe.worst_ms  # room for a busy 2-core machine; inline would block
 
 
 async def test_keyword_arguments_reach_the_function_on_the_cluster(library, cluster):
