@@ -11,7 +11,12 @@ process (``tracemalloc`` or RSS delta) so earlier workloads do not skew it.
 
 from __future__ import annotations
 
-from ._harness import Case, Contender, Ctx, NotYetImplemented, Workload, ours_api
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ._harness import Case, Contender, Ctx, Workload, ours_api
 
 
 def cases(quick: bool) -> list[Case]:
@@ -19,12 +24,16 @@ def cases(quick: bool) -> list[Case]:
     return [Case(f"{n:,} queued", {"queued": n})]
 
 
-# --- REGISTRATION POINT: our contender -------------------------------------
-# Return {"bytes/job": memory_per_queued_job, "rate_ratio": deep_rate / shallow_rate}.
+def child(mode: str, workdir, size: int) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench._w7_child", mode, str(workdir), str(size)],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
 
 def ours(ctx: Ctx) -> dict[str, float]:
-    ours_api("sdjobs_nb")
-    raise NotYetImplemented("W7 contender not written yet: memory/queued job + rate flatness")
+    """Queued jobs (one slot held by a running job): RSS added per job, last/first 10k dispatch rate."""
+    ours_api("sdjobs_nb", "JobManager")
+    return child("queue", ctx.workdir, ctx["queued"])
 
 
 def contenders() -> dict[str, Contender]:

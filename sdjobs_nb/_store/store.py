@@ -255,6 +255,8 @@ async def _configure(db: aiosqlite.Connection, *, read_only: bool, durable: bool
         return
     await _create_or_check(db, version, {t[0] for t in tables}, where)
     await db.execute("PRAGMA journal_mode = WAL")
+    # random UUID keys touch pages all over the indexes; a bigger cache keeps a deep queue fast
+    await db.execute("PRAGMA cache_size = -32768")
     await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
 
 

@@ -1,0 +1,33 @@
+"""W7b reopen: seconds for `JobManager.open` on a long-lived library.
+
+The library holds ``history`` finished jobs and ``history / 100`` jobs that were RUNNING when
+their process died (built with plain sqlite3 in a child process); opening it must find and
+mark the interrupted ones PAUSED without reading the finished ones. Target: under 2 s for
+1,000,000 history rows and 10,000 interrupted jobs.
+"""
+
+from __future__ import annotations
+
+from ._harness import Case, Contender, Ctx, Workload, ours_api
+from .w7_memory import child
+
+
+def cases(quick: bool) -> list[Case]:
+    history = 20_000 if quick else 1_000_000
+    return [Case(f"{history:,} history + {history // 100:,} interrupted", {"history": history})]
+
+
+def ours(ctx: Ctx) -> dict[str, float]:
+    """Seconds for JobManager.open to recover the interrupted jobs of a big library."""
+    ours_api("sdjobs_nb", "JobManager")
+    return child("reopen", ctx.workdir, ctx["history"])
+
+
+def contenders() -> dict[str, Contender]:
+    return {"ours": Contender("ours", ours, "s", ours.__doc__)}
+
+
+WORKLOAD = Workload(
+    id="W7B", title="reopen a big library", contenders=contenders, cases=cases,
+    baseline=None, targets=["ours s < 2"], description=__doc__ or "",
+)
