@@ -73,6 +73,21 @@ class FanOut(sj.Job):
 
 
 @dataclass
+class LateSpawn(sj.Job):
+    """Awaits something else for `busy` s (no interruption check), then spawns and waits."""
+
+    NAME = "children_late_spawn"
+    busy: float
+    children: list[Square] = field(default_factory=list)
+
+    async def run(self, ctx: sj.JobContext) -> list:
+        await asyncio.sleep(self.busy)
+        ids = await ctx.spawn_children([dataclasses.replace(c) for c in self.children])
+        SPAWNED.setdefault(ctx.job_id, []).append(ids)
+        return await ctx.wait_for_children(ids)
+
+
+@dataclass
 class TwoRounds(sj.Job):
     """Two spawn_children calls in a row: spawn keys '1:i' then '2:i'."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import sdjobs_nb as sj
-from children_worker import SPAWNED, FanOut, Nested, Square, TwoRounds
+from children_worker import SPAWNED, FanOut, LateSpawn, Nested, Square, TwoRounds
 from support import db_rows
 
 S = sj.JobStatus
@@ -234,6 +234,45 @@ async def test_pause_is_prompt_when_children_hold_every_slot(library):
 
 async def _status_is(manager: sj.JobManager, job_id: str, status: S) -> bool:
     return (await manager.record(job_id)).status is status
+
+
+# a request that arrives while the parent is busy before spawn_children: the children it then
+# spawns are covered by the request too (or not spawned at all)
+
+
+async def test_pause_requested_before_a_parent_spawns_covers_the_children_it_spawns(library):
+    async with sj.JobManager.open(library, grace_period=5) as manager:
+        parent = await manager.dispatch(LateSpawn(0.3, [slow(2, 1.0)]))
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(manager.pause(parent.id), 10)
+        await asyncio.sleep(0.3)
+        assert (await manager.record(parent.id)).status is S.PAUSED
+        rows = db_rows(library, "SELECT status, pause_reason FROM jobs WHERE parent_id=?", (parent.id,))
+        assert all(row == ("paused", "parent") for row in rows), f"children of a paused parent: {rows}"
+        await manager.resume(parent.id)
+        assert await asyncio.wait_for(parent.wait(), 10) == [4]
+
+
+async def test_cancel_requested_before_a_parent_spawns_covers_the_children_it_spawns(library):
+    async with sj.JobManager.open(library, grace_period=5) as manager:
+        parent = await manager.dispatch(LateSpawn(0.3, [slow(2, 1.0)]))
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(manager.cancel(parent.id), 10)
+        await asyncio.sleep(0.3)
+        assert (await manager.record(parent.id)).status is S.CANCELLED
+        rows = db_rows(library, "SELECT status FROM jobs WHERE parent_id=?", (parent.id,))
+        assert all(row == ("cancelled",) for row in rows), f"children of a cancelled parent: {rows}"
+
+
+async def test_close_before_a_parent_spawns_pauses_it_instead_of_failing_it(library):
+    async with sj.JobManager.open(library, grace_period=5) as manager:
+        parent = await manager.dispatch(LateSpawn(0.3, [Square(2)]))
+        await asyncio.sleep(0.1)
+    record = db_rows(library, "SELECT status, pause_reason, error FROM jobs WHERE id=?", (parent.id,))
+    assert record == [("paused", "interrupted", None)]
+    async with sj.JobManager.open(library) as manager:
+        await manager.resume_interrupted()
+        assert await asyncio.wait_for(manager.get(parent.id).wait(), 10) == [4]
 
 
 # --- resume without duplicates -------------------------------------------------------------------
