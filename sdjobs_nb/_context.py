@@ -125,6 +125,11 @@ class JobContext:
 
     # --- cooperation -------------------------------------------------------------------------
 
+    @property
+    def interrupt_requested(self) -> str | None:
+        """'pause' or 'cancel' while such a request is pending, else None (safe to read from any thread)."""
+        return self._entry.interrupt
+
     async def check_interrupted(self) -> None:
         """Raise `sj.Interrupted` if a pause or cancel is pending; otherwise let the loop breathe."""
         request = self._entry.interrupt

@@ -60,6 +60,11 @@ class JobHandle:
         return self._entry.progress if self._entry is not None else self._record.progress  # type: ignore[union-attr]
 
     @property
+    def pause_reason(self) -> str | None:
+        """Why a paused job is paused: 'user', 'interrupted' (crash or close), 'parent' or 'job'."""
+        return self._entry.pause_reason if self._entry is not None else self._record.pause_reason  # type: ignore[union-attr]
+
+    @property
     def error(self) -> str | None:
         """The failure message of a failed job, else None."""
         return self._entry.error if self._entry is not None else self._record.error  # type: ignore[union-attr]
