@@ -81,6 +81,8 @@ class JobManager:
         self._log_dir = path / "logs" if file_log else None
         self._max_state_bytes = max_state_bytes
         self._entries: dict[str, JobEntry] = {}
+        self._running: dict[str, JobEntry] = {}  # entries whose run task exists: the ticker's work list
+        self._children: dict[str, set[str]] = {}  # parent id -> ids of its unfinished children
         self._dedup: dict[str, str] = {}
         self._heap: list[tuple[int, int, str]] = []
         self._slots_used = 0
@@ -149,15 +151,16 @@ class JobManager:
         now = time.time()
         for record in await self._store.active_jobs():
             entry = _entry_from_record(record)
-            self._entries[entry.id] = entry
+            self._remember(entry)
             if record.status is S.RUNNING:
                 self._recover_running(entry, now)
-            if entry.dedup_key and entry.id in self._entries:
-                self._dedup[entry.dedup_key] = entry.id
         await self._store.commit()
-        for entry in [e for e in self._entries.values() if e.status is S.QUEUED]:
+        for job_id, name, version, blob in await self._store.queued_data():
+            entry = self._entries.get(job_id)
+            if entry is None:
+                continue
             try:
-                entry.job = await self._materialize(entry)
+                entry.job = registry.create(name, version, blob)
             except (UnknownJob, VersionMismatch, BrokenJob) as e:
                 self._set_aside(entry, e)
                 continue
@@ -171,7 +174,7 @@ class JobManager:
         if cls is not None and not cls.IS_RESUMABLE:
             entry.status = S.RUNNING
             self._stage_finish(entry, Outcome(S.FAILED, error="the process died while it ran and the job is not resumable"), now)
-            self._entries.pop(entry.id, None)
+            self._forget(entry)
             return
         entry.status, entry.pause_reason = S.PAUSED, INTERRUPTED
         self._store.stage(st.SET_PAUSED, (INTERRUPTED, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
@@ -182,7 +185,7 @@ class JobManager:
             return
         self._closing = True
         try:
-            running = [e for e in self._entries.values() if e.status is S.RUNNING and e.task]
+            running = [e for e in self._running.values() if e.status is S.RUNNING and e.task]
             await asyncio.gather(*(self._interrupt_and_wait(e, "pause", INTERRUPTED) for e in running),
                                  return_exceptions=True)
             if self._ticker is not None:
@@ -263,9 +266,7 @@ class JobManager:
             "initiated_by": initiated_by, "context": context_text, "dedup_key": entry.dedup_key,
             "created_at": now, "updated_at": now, "metrics": "{}",
         })
-        self._entries[entry.id] = entry
-        if entry.dedup_key is not None:
-            self._dedup[entry.dedup_key] = entry.id
+        self._remember(entry)
         return entry
 
     async def _commit_new(self, entries: list[JobEntry]) -> None:
@@ -281,10 +282,22 @@ class JobManager:
                 self._push(entry)
         self._schedule()
 
+    def _remember(self, entry: JobEntry) -> None:
+        self._entries[entry.id] = entry
+        if entry.dedup_key is not None:
+            self._dedup[entry.dedup_key] = entry.id
+        if entry.parent_id is not None:
+            self._children.setdefault(entry.parent_id, set()).add(entry.id)
+
     def _forget(self, entry: JobEntry) -> None:
         self._entries.pop(entry.id, None)
         if entry.dedup_key is not None and self._dedup.get(entry.dedup_key) == entry.id:
             del self._dedup[entry.dedup_key]
+        siblings = self._children.get(entry.parent_id) if entry.parent_id else None
+        if siblings is not None:
+            siblings.discard(entry.id)
+            if not siblings:
+                del self._children[entry.parent_id]
 
     # --- scheduling -------------------------------------------------------------------------
 
@@ -346,6 +359,7 @@ class JobManager:
         entry.started_at = entry.started_at or now
         self._store.stage(st.SET_RUNNING, (now, now, entry.id))
         entry.task = asyncio.get_running_loop().create_task(self._run(entry), name=f"sdjobs:{entry.name}:{entry.id}")
+        self._running[entry.id] = entry
         self._emit("started", entry)
         self._ensure_ticker()
 
@@ -377,6 +391,7 @@ class JobManager:
             announce()
         finally:
             entry.task = None
+            self._running.pop(entry.id, None)
             ctx.close()
             self._release_slot(entry)
 
@@ -524,7 +539,7 @@ class JobManager:
 
     async def _tick_forever(self) -> None:
         try:
-            while any(e.ctx is not None for e in self._entries.values()):
+            while self._running:
                 await asyncio.sleep(TICK_S)
                 self._tick(time.monotonic(), time.time())
         finally:
@@ -533,7 +548,7 @@ class JobManager:
 
     def _tick(self, mono: float, now: float) -> None:
         """Publish new snapshots to subscribers; save progress of jobs not saved for 2 s."""
-        for entry in list(self._entries.values()):
+        for entry in list(self._running.values()):
             ctx = entry.ctx
             if ctx is None or entry.status is not S.RUNNING:
                 continue
@@ -547,7 +562,7 @@ class JobManager:
                 self._store.stage(st.SET_PROGRESS, (pack_progress(snap), json.dumps(ctx.get_metrics()), now, entry.id))
 
     def _flush_progress(self, now: float) -> None:
-        for entry in self._entries.values():
+        for entry in self._running.values():
             if entry.ctx is not None and entry.progress is not None:
                 self._store.stage(st.SET_PROGRESS, (pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
 
@@ -681,7 +696,8 @@ class JobManager:
     # --- children ---------------------------------------------------------------------------
 
     def _child_entries(self, parent_id: str) -> list[JobEntry]:
-        return [e for e in self._entries.values() if e.parent_id == parent_id]
+        ids = self._children.get(parent_id, ())
+        return [self._entries[i] for i in sorted(ids, key=lambda i: self._entries[i].seq) if i in self._entries]
 
     async def _spawn_children(self, parent: JobEntry, jobs: list[Job], call: int) -> list[str]:
         existing = await self._store.spawn_keys(parent.id)

@@ -198,3 +198,32 @@ async def _until(predicate, timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.005)
+
+
+def test_a_script_that_forgets_close_still_exits(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sdjobs_nb as sj\n"
+        f"async def main():\n    await sj.JobManager.open({str(tmp_path / 'lib')!r})\n"
+        "asyncio.run(main())\nprint('exited')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "exited" and out.returncode == 0
+
+
+def test_every_public_module_has_a_tuple_all():
+    import importlib
+    import pkgutil
+
+    import sdjobs_nb
+
+    assert isinstance(sdjobs_nb.__all__, tuple)
+    for name in sdjobs_nb.__all__:
+        assert hasattr(sdjobs_nb, name), name
+    for info in pkgutil.iter_modules(sdjobs_nb.__path__):
+        if info.name.startswith("_") or info.name in ("cli",):
+            continue
+        module = importlib.import_module(f"sdjobs_nb.{info.name}")
+        assert isinstance(getattr(module, "__all__", None), tuple), f"sdjobs_nb.{info.name} needs a tuple __all__"

@@ -55,6 +55,7 @@ SELECT_RECORD = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM jobs"
 SELECT_JOB = f"{SELECT_RECORD} WHERE id=?"
 SELECT_ACTIVE = f"{SELECT_RECORD} WHERE status IN ('queued', 'running', 'paused') ORDER BY seq"
 SELECT_DATA = "SELECT name, version, data FROM jobs WHERE id=?"
+SELECT_QUEUED_DATA = "SELECT id, name, version, data FROM jobs WHERE status='queued' ORDER BY seq"
 SELECT_RESULT = "SELECT result FROM jobs WHERE id=?"
 SELECT_DEDUP = "SELECT id FROM jobs WHERE dedup_key=? AND status IN ('queued', 'running', 'paused') LIMIT 1"
 SELECT_CHILDREN = f"{SELECT_RECORD} WHERE parent_id=? ORDER BY seq"
@@ -128,7 +129,11 @@ class Store:
     async def open(cls, folder: Path, *, read_only: bool = False, durable: bool = False) -> Store:
         """Open (and for writers create or check) the library's jobs.db."""
         db_path = _prepare_folder(folder, read_only)
-        db = await aiosqlite.connect(db_path, isolation_level=None, check_same_thread=False)
+        pending = aiosqlite.connect(db_path, isolation_level=None, check_same_thread=False)
+        thread = getattr(pending, "_thread", None)
+        if thread is not None:  # a script that forgets close() must still be able to exit
+            thread.daemon = True
+        db = await pending
         try:
             await _configure(db, read_only=read_only, durable=durable, where=str(db_path))
         except BaseException:
@@ -210,6 +215,9 @@ class Store:
 
     async def job_data(self, job_id: str) -> tuple[str, int, bytes] | None:
         return await self.fetchone(SELECT_DATA, (job_id,))
+
+    async def queued_data(self) -> list[tuple[str, str, int, bytes]]:
+        return [tuple(r) for r in await self.fetchall(SELECT_QUEUED_DATA)]
 
     async def result_blob(self, job_id: str) -> bytes | None:
         row = await self.fetchone(SELECT_RESULT, (job_id,))

@@ -1,0 +1,267 @@
+"""Bulk reads for DataFrames and the command line: history, metrics, active jobs.
+
+Everything that reads many rows runs on the database thread (`Store.run_in_db_thread`), so
+the event loop never waits for it, and inside one read transaction, so every statement of a
+read sees the same rows while the owner keeps writing. Results are plain Python (lists of
+tuples, dicts): pandas is optional and the DataFrames are built by `sdjobs_nb.frames`.
+
+Reading a large history is mostly the cost of turning SQLite values into Python objects, value
+by value. `read_history` therefore fetches row by row only the columns that vary: a column
+that holds one value across the selection (often `parent_id`, `context`, `error`, counters
+left at 0) is checked in SQL and handed back as that one value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from itertools import repeat
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._records import JobRecord
+from .store import SELECT_ACTIVE, SELECT_RECORD, Store, record_from_row
+
+__all__ = (
+    "HISTORY_FIELDS", "TERMINAL_STATUSES", "METRIC_GROUPS", "HistoryQuery", "HistoryColumns",
+    "MetricsRow", "history", "read_history", "metrics", "read_metrics", "active_records",
+    "find_job_ids",
+)
+
+T = TypeVar("T")
+
+#: Columns of a history read, in order. `status` comes as an index into TERMINAL_STATUSES.
+HISTORY_FIELDS = (
+    "id", "name", "version", "status", "parent_id", "priority", "initiated_by", "context",
+    "created_at", "started_at", "finished_at", "duration_s", "queue_wait_s", "progress_fraction",
+    "progress_current", "progress_total", "progress_kind", "progress_phase", "items", "bytes",
+    "checkpoints", "non_critical_errors", "memory_mb", "error",
+)
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+
+#: Columns that `metrics(by=...)` may group on.
+METRIC_GROUPS = ("name", "status", "version", "priority", "initiated_by", "parent_id")
+
+# A small int per row costs less to fetch and to make categorical than the status text.
+_STATUS_CODE = (
+    "CASE status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(TERMINAL_STATUSES)) + " ELSE -1 END"
+)
+_EXPRESSIONS = {field: field for field in HISTORY_FIELDS} | {"status": _STATUS_CODE}
+
+# Enough rows to tell which columns vary; a selection smaller than this is read in one go.
+SAMPLE_ROWS = 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Which history rows to read: all filters are ANDed; times are epoch seconds on finished_at."""
+
+    names: tuple[str, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+    since: float | None = None   # finished_at >= since
+    until: float | None = None   # finished_at < until
+    limit: int | None = None     # newest rows first
+
+    def where(self) -> tuple[str, list[Any]]:
+        """Return the WHERE clause (or "") and its parameters."""
+        terms: list[str] = []
+        params: list[Any] = []
+        for column, values in (("name", self.names), ("status", self.statuses)):
+            if values is not None:
+                terms.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")
+                params.extend(values)
+        if self.since is not None:
+            terms.append("finished_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            terms.append("finished_at < ?")
+            params.append(self.until)
+        return (" WHERE " + " AND ".join(terms) if terms else ""), params
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistoryColumns:
+    """History rows, newest first, column by column.
+
+    `rows` holds the fetched columns `fetched` (tuples in that order); every other field of
+    HISTORY_FIELDS holds the single value `constants[field]` on all `length` rows.
+    """
+
+    length: int
+    rows: list[tuple]
+    fetched: tuple[str, ...]
+    constants: dict[str, Any]
+
+    def values(self, field: str) -> Iterator[Any]:
+        """Iterate over one column's values (cheap: no list is built)."""
+        if field in self.constants:
+            return repeat(self.constants[field], self.length)
+        return map(itemgetter(self.fetched.index(field)), self.rows)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Iterate over rows as dicts of every field (for small reads, e.g. the command line)."""
+        columns = [self.values(field) for field in HISTORY_FIELDS]
+        for row in zip(*columns):
+            yield dict(zip(HISTORY_FIELDS, row))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MetricsRow:
+    """Aggregates of one group of history rows; `durations` holds every known duration."""
+
+    key: Any
+    count: int
+    completed: int
+    failed: int
+    cancelled: int
+    duration_mean_s: float | None
+    duration_max_s: float | None
+    items: int
+    busy_s: float | None         # sum of the durations of the rows that have one
+    queue_wait_mean_s: float | None
+    durations: str                # comma-separated, as SQLite writes REALs (15 significant digits)
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+async def history(store: Store, query: HistoryQuery, build: Callable[[HistoryColumns], T]) -> T:
+    """Read history rows and return `build(columns)`, both on the database thread."""
+    return await store.run_in_db_thread(_read_then_build, query, build)
+
+
+def _read_then_build(conn: sqlite3.Connection, query: HistoryQuery, build: Callable[[HistoryColumns], T]) -> T:
+    return build(read_history(conn, query))
+
+
+def read_history(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryColumns:
+    """Read the history rows `query` selects, newest first, in one read transaction."""
+    where, params = query.where()
+    ordered = f"FROM job_history{where} ORDER BY finished_at DESC, rowid DESC"
+    limit = query.limit
+    with _snapshot(conn):
+        head = SAMPLE_ROWS if limit is None else min(limit, SAMPLE_ROWS)
+        sample = conn.execute(f"SELECT {_select(HISTORY_FIELDS)} {ordered} LIMIT ?", [*params, head]).fetchall()
+        if len(sample) < SAMPLE_ROWS or (limit is not None and limit <= SAMPLE_ROWS):
+            return HistoryColumns(len(sample), sample, HISTORY_FIELDS, {})
+        if limit is None:
+            selection, source = ordered, f"FROM job_history{where}"
+        else:
+            selection = f"{ordered} LIMIT {int(limit)}"
+            source = f"FROM (SELECT * {selection})"
+        constants = _constant_columns(conn, source, params, sample)
+        fetched = tuple(f for f in HISTORY_FIELDS if f not in constants)
+        rows = conn.execute(f"SELECT {_select(fetched)} {selection}", params).fetchall()
+    return HistoryColumns(len(rows), rows, fetched, constants)
+
+
+def _select(fields: Sequence[str]) -> str:
+    return ", ".join(_EXPRESSIONS[f] for f in fields) or "NULL"
+
+
+def _constant_columns(conn: sqlite3.Connection, source: str, params: list[Any], sample: list[tuple]) -> dict[str, Any]:
+    """Return {field: value} for the fields that hold one value on every row of `source`."""
+    first = sample[0]
+    candidates = {
+        field: first[i] for i, field in enumerate(HISTORY_FIELDS)
+        if field != "finished_at" and all(row[i] == first[i] for row in sample)
+    }
+    if not candidates:
+        return {}
+    fields = list(candidates)
+    inner = f"SELECT {', '.join(f'{_EXPRESSIONS[f]} AS {f}' for f in fields)} {source}"
+    differs = [f"{f} IS NOT ?" for f in fields]
+    values = [candidates[f] for f in fields]
+    # One pass that stops at the first differing row; only when some column differs, a
+    # second pass tells which.
+    any_differs = f"SELECT EXISTS (SELECT 1 FROM ({inner}) WHERE {' OR '.join(differs)})"
+    if not conn.execute(any_differs, [*params, *values]).fetchone()[0]:
+        return candidates
+    per_column = ", ".join(f"count(*) FILTER (WHERE {d})" for d in differs)
+    counts = conn.execute(f"SELECT {per_column} FROM ({inner})", [*params, *values]).fetchone()
+    return {f: candidates[f] for f, n in zip(fields, counts) if n == 0}
+
+
+class _snapshot:
+    """A read transaction: every statement inside sees the same committed rows."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._began = not self._conn.in_transaction
+        if self._began:
+            self._conn.execute("BEGIN")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._began and self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+async def metrics(store: Store, by: str, query: HistoryQuery, build: Callable[[list[MetricsRow]], T]) -> T:
+    """Aggregate history rows per `by` value and return `build(rows)`, on the database thread."""
+    return await store.run_in_db_thread(_metrics_then_build, by, query, build)
+
+
+def _metrics_then_build(conn: sqlite3.Connection, by: str, query: HistoryQuery, build: Callable[[list[MetricsRow]], T]) -> T:
+    return build(read_metrics(conn, by, query))
+
+
+def read_metrics(conn: sqlite3.Connection, by: str, query: HistoryQuery) -> list[MetricsRow]:
+    """Aggregate the rows `query` selects per value of the column `by` (one of METRIC_GROUPS)."""
+    if by not in METRIC_GROUPS:
+        raise ValueError(f"metrics can be grouped by {', '.join(METRIC_GROUPS)}; not {by!r}")
+    where, params = query.where()
+    sql = (
+        f"SELECT {by}, count(*), "
+        + ", ".join(f"count(*) FILTER (WHERE status = '{s}')" for s in TERMINAL_STATUSES)
+        + ", avg(duration_s), max(duration_s), total(items), sum(duration_s), avg(queue_wait_s), "
+        f"coalesce(group_concat(duration_s), '') FROM job_history{where} GROUP BY {by} ORDER BY {by}"
+    )
+    with _snapshot(conn):
+        rows = conn.execute(sql, params).fetchall()
+    return [MetricsRow(*r[:7], int(r[7]), *r[8:]) for r in rows]
+
+
+# --- single jobs ----------------------------------------------------------------------------
+
+
+def active_records(store: Store) -> list[JobRecord]:
+    """Read the queued, running and paused jobs now, without awaiting (a small indexed read)."""
+    with _reader(store.path) as conn:
+        return [record_from_row(r) for r in conn.execute(SELECT_ACTIVE)]
+
+
+def find_job_ids(store: Store, prefix: str, limit: int = 2) -> list[str]:
+    """Return up to `limit` job ids that start with `prefix` (a full id matches itself)."""
+    if not prefix:
+        return []
+    with _reader(store.path) as conn:
+        rows = conn.execute("SELECT id FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                            (prefix, prefix + "\U0010ffff", limit)).fetchall()
+    return [r[0] for r in rows]
+
+
+def children_records(store: Store, parent_id: str) -> list[JobRecord]:
+    """Read the children of a job, in spawn order."""
+    with _reader(store.path) as conn:
+        return [record_from_row(r) for r in conn.execute(f"{SELECT_RECORD} WHERE parent_id=? ORDER BY seq", (parent_id,))]
+
+
+class _reader:
+    """A short-lived read-only connection (WAL readers never wait for the writer)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self._path = db_path
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=10.0)
+        return self._conn
+
+    def __exit__(self, *exc: Any) -> None:
+        self._conn.close()
