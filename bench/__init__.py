@@ -1,6 +1,6 @@
 """sdjobs_nb benchmark suite: ``python -m bench [--quick] [--only W1,W3] [--repeat N]``.
 
-Each workload lives in its own module (``w1_dispatch`` ... ``w7_memory``) and
+Each workload lives in its own module (``w1_dispatch`` ... ``w8_blocking``) and
 exposes ``WORKLOAD`` (a :class:`bench._harness.Workload`).  Add a workload by
 writing a module and listing it in ``WORKLOAD_MODULES``.
 """
@@ -17,6 +17,7 @@ WORKLOAD_MODULES = [
     "w5_pause",      # ours only, reserved
     "w6_loop",       # ours only, reserved
     "w7_memory",     # ours only, reserved
+    "w8_blocking",   # ours only: inline vs run_blocking on threads, a process pool, Dask
 ]
 
 
