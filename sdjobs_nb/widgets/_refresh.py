@@ -45,6 +45,9 @@ class View(Protocol):
     not_before: float
     messages_per_s: float
 
+    def note_event(self, event: JobEvent) -> None:
+        """Take note of a state change (not progress) of the job shown."""
+
     def render(self, deadline: float) -> tuple[int, bool]:
         """Bring the widget up to date; return (comm messages sent, whether work is left)."""
 
@@ -62,6 +65,7 @@ class Refresher:
         self._views: dict[str, list[View]] = {}
         self._boards: list[Any] = []
         self._dirty: dict[View, None] = {}
+        self._urgent: set[View] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._tokens = TOTAL_MESSAGES_PER_S * MIN_INTERVAL_S
@@ -84,6 +88,7 @@ class Refresher:
             if not views:
                 del self._views[job_id]
         self._dirty.pop(view, None)
+        self._urgent.discard(view)
         self._stop_if_idle()
 
     def watched(self, job_id: str) -> list[View]:
@@ -100,21 +105,28 @@ class Refresher:
         if board in self._boards:
             self._boards.remove(board)
         self._dirty.pop(board, None)
+        self._urgent.discard(board)
         self._stop_if_idle()
 
-    def mark(self, view: View) -> None:
-        """Render `view` as soon as its budget allows."""
-        if view in self._dirty:
+    def mark(self, view: View, urgent: bool = False) -> None:
+        """Render `view` as soon as its budget allows, or at the next slice if `urgent`.
+
+        Progress is not urgent; a state change is (there are a handful per job, and a
+        click should show its effect at once). Urgent renders still use up the budget.
+        """
+        if urgent:
+            self._urgent.add(view)
+        if view in self._dirty and not urgent:
             return
         self._dirty[view] = None
-        self._arm(max(self.loop.time(), view.not_before))
+        self._arm(self.loop.time() if urgent else max(self.loop.time(), view.not_before))
 
     def mark_all(self) -> None:
         for views in list(self._views.values()):
             for view in views:
-                self.mark(view)
+                self.mark(view, urgent=True)
         for board in self._boards:
-            self.mark(board)
+            self.mark(board, urgent=True)
 
     # --- the one task: events -> dirty marks ------------------------------------------------
 
@@ -141,15 +153,16 @@ class Refresher:
                 _REFRESHERS.pop(self.manager, None)
 
     def _on_event(self, event: JobEvent) -> None:
+        if event.kind == "progress":
+            for view in self._views.get(event.job_id, ()):
+                self.mark(view)
+            return
         for view in self._views.get(event.job_id, ()):
-            note = getattr(view, "note_event", None)
-            if note is not None and event.kind != "progress":
-                note(event)
-            self.mark(view)
-        if event.kind != "progress":
-            for board in self._boards:
-                board.note_event(event)
-                self.mark(board)
+            view.note_event(event)
+            self.mark(view, urgent=True)
+        for board in self._boards:
+            board.note_event(event)
+            self.mark(board)
 
     def _stop_if_idle(self) -> None:
         if self._views or self._boards or self._task is None:
@@ -184,17 +197,18 @@ class Refresher:
         deadline = now + SLICE_S
         wake: float | None = None
         for view in list(self._dirty):
-            if view.not_before > now:
+            if view.not_before > now and view not in self._urgent:
                 wake = view.not_before if wake is None else min(wake, view.not_before)
                 continue
             if self._tokens < 1:
                 wake = now + (1 - self._tokens) / TOTAL_MESSAGES_PER_S
                 break
             del self._dirty[view]
+            self._urgent.discard(view)
             sent, more = self._render(view, deadline)
             self._tokens -= sent
             if sent:
-                view.not_before = now + max(MIN_INTERVAL_S, sent / view.messages_per_s)
+                view.not_before = max(view.not_before, now) + max(MIN_INTERVAL_S, sent / view.messages_per_s)
             if more:
                 self._dirty[view] = None
                 wake = now
