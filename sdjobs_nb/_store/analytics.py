@@ -14,9 +14,10 @@ left at 0) is checked in SQL and handed back as that one value.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from itertools import repeat
+from itertools import islice, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,19 +86,24 @@ class HistoryQuery:
 class HistoryColumns:
     """History rows, newest first, column by column.
 
-    `rows` holds the fetched columns `fetched` (tuples in that order); every other field of
-    HISTORY_FIELDS holds the single value `constants[field]` on all `length` rows.
+    `rows` holds the fetched columns `fetched` (tuples in that order). Every other field of
+    HISTORY_FIELDS is either the single value `constants[field]` on all `length` rows, or
+    `derived[field] = (a, b)`: the difference of the fields a - b on every row.
     """
 
     length: int
     rows: list[tuple]
     fetched: tuple[str, ...]
-    constants: dict[str, Any]
+    constants: dict[str, Any] = dataclasses.field(default_factory=dict)
+    derived: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
     def values(self, field: str) -> Iterator[Any]:
         """Iterate over one column's values (cheap: no list is built)."""
         if field in self.constants:
             return repeat(self.constants[field], self.length)
+        if field in self.derived:
+            a, b = self.derived[field]
+            return map(_minus, self.values(a), self.values(b))
         return map(itemgetter(self.fetched.index(field)), self.rows)
 
     def records(self) -> Iterator[dict[str, Any]]:
@@ -105,6 +111,10 @@ class HistoryColumns:
         columns = [self.values(field) for field in HISTORY_FIELDS]
         for row in zip(*columns):
             yield dict(zip(HISTORY_FIELDS, row))
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -139,49 +149,77 @@ def _read_then_build(conn: sqlite3.Connection, query: HistoryQuery, build: Calla
 def read_history(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryColumns:
     """Read the history rows `query` selects, newest first, in one read transaction."""
     where, params = query.where()
-    ordered = f"FROM job_history{where} ORDER BY finished_at DESC, rowid DESC"
+    newest_first = f"FROM job_history{where} ORDER BY finished_at DESC, rowid DESC"
     limit = query.limit
     with _snapshot(conn):
         head = SAMPLE_ROWS if limit is None else min(limit, SAMPLE_ROWS)
-        sample = conn.execute(f"SELECT {_select(HISTORY_FIELDS)} {ordered} LIMIT ?", [*params, head]).fetchall()
+        sample = conn.execute(f"SELECT {_select(HISTORY_FIELDS)} {newest_first} LIMIT ?", [*params, head]).fetchall()
         if len(sample) < SAMPLE_ROWS or (limit is not None and limit <= SAMPLE_ROWS):
-            return HistoryColumns(len(sample), sample, HISTORY_FIELDS, {})
+            return HistoryColumns(len(sample), sample, HISTORY_FIELDS)
         if limit is None:
-            selection, source = ordered, f"FROM job_history{where}"
+            # a reverse table scan is much cheaper than walking the finished_at index, and
+            # rows are inserted as jobs finish: sort afterwards only if needed
+            source = f"FROM job_history{where}"
+            selection = f"{source} ORDER BY rowid DESC"
         else:
-            selection = f"{ordered} LIMIT {int(limit)}"
+            selection = f"{newest_first} LIMIT {int(limit)}"
             source = f"FROM (SELECT * {selection})"
-        constants = _constant_columns(conn, source, params, sample)
-        fetched = tuple(f for f in HISTORY_FIELDS if f not in constants)
+        constants, derived = _shortcuts(conn, source, params, sample)
+        fetched = tuple(f for f in HISTORY_FIELDS if f not in constants and f not in derived)
         rows = conn.execute(f"SELECT {_select(fetched)} {selection}", params).fetchall()
-    return HistoryColumns(len(rows), rows, fetched, constants)
+    if "finished_at" in fetched:
+        _sort_newest_first(rows, fetched.index("finished_at"))
+    return HistoryColumns(len(rows), rows, fetched, constants, derived)
+
+
+def _sort_newest_first(rows: list[tuple], column: int) -> None:
+    finished = list(map(itemgetter(column), rows))
+    if any(map(operator.lt, finished, islice(finished, 1, None))):
+        rows.sort(key=itemgetter(column), reverse=True)  # stable: ties keep newest-inserted first
 
 
 def _select(fields: Sequence[str]) -> str:
     return ", ".join(_EXPRESSIONS[f] for f in fields) or "NULL"
 
 
-def _constant_columns(conn: sqlite3.Connection, source: str, params: list[Any], sample: list[tuple]) -> dict[str, Any]:
-    """Return {field: value} for the fields that hold one value on every row of `source`."""
+# The manager writes duration_s = finished_at - started_at and queue_wait_s = started_at -
+# created_at; where that holds on every row, the difference is computed instead of fetched.
+_DIFFERENCES = {"duration_s": ("finished_at", "started_at"), "queue_wait_s": ("started_at", "created_at")}
+
+
+def _shortcuts(conn: sqlite3.Connection, source: str, params: list[Any],
+               sample: list[tuple]) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    """Find the fields that need not be fetched row by row: constants, and differences of others.
+
+    Candidates come from the sample; one pass over `source` that stops at the first row
+    breaking any of them confirms them all. Only when one breaks, a second pass tells which.
+    """
+    position = {f: i for i, f in enumerate(HISTORY_FIELDS)}
     first = sample[0]
-    candidates = {
-        field: first[i] for i, field in enumerate(HISTORY_FIELDS)
-        if field != "finished_at" and all(row[i] == first[i] for row in sample)
+    constants = {
+        f: first[i] for f, i in position.items()
+        if f != "finished_at" and all(row[i] == first[i] for row in sample)
     }
-    if not candidates:
-        return {}
-    fields = list(candidates)
-    inner = f"SELECT {', '.join(f'{_EXPRESSIONS[f]} AS {f}' for f in fields)} {source}"
-    differs = [f"{f} IS NOT ?" for f in fields]
-    values = [candidates[f] for f in fields]
-    # One pass that stops at the first differing row; only when some column differs, a
-    # second pass tells which.
-    any_differs = f"SELECT EXISTS (SELECT 1 FROM ({inner}) WHERE {' OR '.join(differs)})"
-    if not conn.execute(any_differs, [*params, *values]).fetchone()[0]:
-        return candidates
-    per_column = ", ".join(f"count(*) FILTER (WHERE {d})" for d in differs)
-    counts = conn.execute(f"SELECT {per_column} FROM ({inner})", [*params, *values]).fetchone()
-    return {f: candidates[f] for f, n in zip(fields, counts) if n == 0}
+    derived = {
+        f: (a, b) for f, (a, b) in _DIFFERENCES.items()
+        if f not in constants and all(row[position[f]] == _minus(row[position[a]], row[position[b]]) for row in sample)
+    }
+    if not constants and not derived:
+        return {}, {}
+    breaks = {f: (f"{f} IS NOT ?", [value]) for f, value in constants.items()}
+    breaks |= {f: (f"{f} IS NOT {a} - {b}", []) for f, (a, b) in derived.items()}
+    names = {*breaks, *(c for pair in derived.values() for c in pair)}
+    inner = f"SELECT {', '.join(f'{_EXPRESSIONS[f]} AS {f}' for f in HISTORY_FIELDS if f in names)} {source}"
+    checks = [sql for sql, _ in breaks.values()]
+    values = [v for _, vs in breaks.values() for v in vs]
+    any_breaks = f"SELECT EXISTS (SELECT 1 FROM ({inner}) WHERE {' OR '.join(checks)})"
+    if conn.execute(any_breaks, [*params, *values]).fetchone()[0]:
+        per_field = ", ".join(f"count(*) FILTER (WHERE {sql})" for sql in checks)
+        counts = conn.execute(f"SELECT {per_field} FROM ({inner})", [*params, *values]).fetchone()
+        held = {f for f, n in zip(breaks, counts) if n == 0}
+        constants = {f: v for f, v in constants.items() if f in held}
+        derived = {f: pair for f, pair in derived.items() if f in held}
+    return constants, derived
 
 
 class _snapshot:

@@ -1,36 +1,98 @@
-"""Typed pandas columns from plain analytics values (runs on the database thread)."""
+"""Typed pandas columns from analytics values (runs on the database thread).
+
+Fetched columns go straight from the row tuples into numpy (`np.fromiter`, no lists);
+constant ones are filled without touching rows, and differences are computed in numpy.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ("STR", "strings", "floats", "ints", "times", "categories", "json_objects")
+from .._store.analytics import HistoryColumns
+
+__all__ = ("STR", "ColumnBuilder", "strings", "times", "json_objects")
 
 #: The dtype pandas itself gives text ("str" from pandas 3, object before).
 STR = pd.Series(["text"]).dtype
-UTC_MICROS = pd.DatetimeTZDtype("us", "UTC")
 
 
-def strings(values: Iterable[Any], n: int) -> pd.api.extensions.ExtensionArray | np.ndarray:
+class ColumnBuilder:
+    """Turns the fields of one `HistoryColumns` into typed arrays, each at most once."""
+
+    def __init__(self, columns: HistoryColumns) -> None:
+        self.columns = columns
+        self.n = columns.length
+        self._floats: dict[str, np.ndarray] = {}
+
+    def _constant(self, field: str) -> tuple[bool, Any]:
+        constants = self.columns.constants
+        return (True, constants[field]) if field in constants else (False, None)
+
+    def strings(self, field: str) -> Any:
+        is_constant, value = self._constant(field)
+        if is_constant:  # broadcasting a scalar skips checking every row
+            return pd.Series(value, index=pd.RangeIndex(self.n), dtype=STR).array
+        return strings(self.columns.values(field), self.n)
+
+    def ints(self, field: str) -> np.ndarray:
+        is_constant, value = self._constant(field)
+        if is_constant:
+            return np.full(self.n, value, dtype=np.int64)
+        return np.fromiter(self.columns.values(field), dtype=np.int64, count=self.n)
+
+    def floats(self, field: str) -> np.ndarray:
+        """Float64 values, NaN for None (cached: differences and times reuse them)."""
+        if field not in self._floats:
+            self._floats[field] = self._make_floats(field)
+        return self._floats[field]
+
+    def _make_floats(self, field: str) -> np.ndarray:
+        is_constant, value = self._constant(field)
+        if is_constant:
+            return np.full(self.n, np.nan if value is None else value, dtype=np.float64)
+        if field in self.columns.derived:
+            a, b = self.columns.derived[field]
+            return self.floats(a) - self.floats(b)
+        try:
+            return np.fromiter(self.columns.values(field), dtype=np.float64, count=self.n)
+        except TypeError:  # a None among them
+            return np.fromiter((np.nan if v is None else v for v in self.columns.values(field)),
+                               dtype=np.float64, count=self.n)
+
+    def times(self, field: str) -> pd.DatetimeIndex:
+        return times(self.floats(field))
+
+    def categories(self, field: str, labels: tuple[str, ...]) -> pd.Categorical:
+        """A categorical from codes into `labels` (-1 for a value outside them)."""
+        is_constant, value = self._constant(field)
+        if is_constant:
+            codes = np.full(self.n, value, dtype=np.int8)
+        else:
+            codes = np.fromiter(self.columns.values(field), dtype=np.int8, count=self.n)
+        return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(labels))
+
+    def objects(self, field: str) -> np.ndarray:
+        """Python objects as they are (one array slot per row)."""
+        out = np.empty(self.n, dtype=object)
+        for i, value in enumerate(self.columns.values(field)):
+            out[i] = value
+        return out
+
+    def json_objects(self, field: str) -> np.ndarray:
+        is_constant, value = self._constant(field)
+        if is_constant and value is None:
+            return np.full(self.n, None, dtype=object)
+        return json_objects(self.columns.values(field), self.n)
+
+
+def strings(values: Iterable[Any], n: int) -> Any:
+    """Text values (None for none) as a column of pandas' own text dtype."""
     return pd.array(np.fromiter(values, dtype=object, count=n), dtype=STR)
-
-
-def floats(values: Iterator[Any], n: int) -> np.ndarray:
-    """Return float64 values, None becoming NaN."""
-    values = list(values)
-    try:
-        return np.array(values, dtype=np.float64)
-    except TypeError:  # a None among them
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-
-
-def ints(values: Iterable[Any], n: int) -> np.ndarray:
-    return np.fromiter(values, dtype=np.int64, count=n)
 
 
 def times(seconds: np.ndarray) -> pd.DatetimeIndex:
@@ -43,13 +105,9 @@ def times(seconds: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(stamps).tz_localize("UTC")
 
 
-def categories(codes: Iterable[int], n: int, labels: tuple[str, ...]) -> pd.Categorical:
-    """Build a categorical from codes into `labels` (-1 for a value outside them)."""
-    return pd.Categorical.from_codes(np.fromiter(codes, dtype=np.int8, count=n), dtype=pd.CategoricalDtype(labels))
-
-
 def json_objects(texts: Iterable[str | None], n: int) -> np.ndarray:
-    """Decode JSON text per row (None stays None) into an object array."""
+    """Decode JSON text per row (None stays None) into an object array; no two rows share a dict."""
     out = np.empty(n, dtype=object)
-    out[:] = [None if t is None else json.loads(t) for t in texts]
+    for i, text in enumerate(texts):
+        out[i] = None if text is None else json.loads(text)
     return out

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ManagerClosed
 from .._status import JobStatus
 from .._store import analytics
+from .._records import JobRecord
 from .._store.analytics import TERMINAL_STATUSES, HistoryColumns, MetricsRow
 from . import _deps
 from ._query import history_query, to_epoch
@@ -17,18 +18,18 @@ if TYPE_CHECKING:
 
     from .._manager import JobManager
 
-__all__ = ("history_frame", "metrics_frame", "active_jobs_frame", "HISTORY_DTYPES")
+__all__ = ("history_frame", "metrics_frame", "active_jobs_frame", "build_history", "build_metrics", "check_open")
 
 ACTIVE_STATUSES = ("queued", "running", "paused")
 
 # field -> how its values become a column
 _KINDS = {
-    "id": "str", "name": "str", "version": "int", "status": "status", "parent_id": "str",
-    "priority": "int", "initiated_by": "str", "context": "json", "created_at": "time",
-    "started_at": "time", "finished_at": "time", "duration_s": "float", "queue_wait_s": "float",
-    "progress_fraction": "float", "progress_current": "float", "progress_total": "float",
-    "progress_kind": "str", "progress_phase": "str", "items": "int", "bytes": "int",
-    "checkpoints": "int", "non_critical_errors": "int", "memory_mb": "float", "error": "str",
+    "id": "strings", "name": "strings", "version": "ints", "status": "status", "parent_id": "strings",
+    "priority": "ints", "initiated_by": "strings", "context": "json_objects", "created_at": "times",
+    "started_at": "times", "finished_at": "times", "duration_s": "floats", "queue_wait_s": "floats",
+    "progress_fraction": "floats", "progress_current": "floats", "progress_total": "floats",
+    "progress_kind": "strings", "progress_phase": "strings", "items": "ints", "bytes": "ints",
+    "checkpoints": "ints", "non_critical_errors": "ints", "memory_mb": "floats", "error": "strings",
 }
 
 
@@ -36,7 +37,7 @@ async def history_frame(manager: JobManager, *, name: Any = None, status: Any = 
                         until: Any = None, limit: Any = None) -> pd.DataFrame:
     """Return one row per finished job, newest first (see `JobManager.history`)."""
     _deps.pandas()
-    _check_open(manager)
+    check_open(manager)
     query = history_query(name, status, since, until, limit)
     return await analytics.history(manager.store, query, build_history)
 
@@ -44,32 +45,23 @@ async def history_frame(manager: JobManager, *, name: Any = None, status: Any = 
 def build_history(columns: HistoryColumns) -> pd.DataFrame:
     """Build the typed history DataFrame from analytics columns."""
     pd = _deps.pandas()
-    data = {field: _column(columns, field, kind) for field, kind in _KINDS.items()}
+    from ._build import ColumnBuilder
+
+    builder = ColumnBuilder(columns)
+    data = {field: _column(builder, field, kind) for field, kind in _KINDS.items()}
     return pd.DataFrame(data, copy=False)
 
 
-def _column(columns: HistoryColumns, field: str, kind: str) -> Any:
-    from . import _build as b
-
-    n = columns.length
-    values = columns.values(field)
-    if kind == "str":
-        return b.strings(values, n)
-    if kind == "int":
-        return b.ints(values, n)
-    if kind == "float":
-        return b.floats(values, n)
-    if kind == "time":
-        return b.times(b.floats(values, n))
+def _column(builder: Any, field: str, kind: str) -> Any:
     if kind == "status":
-        return b.categories(values, n, TERMINAL_STATUSES)
-    return b.json_objects(values, n)
+        return builder.categories(field, TERMINAL_STATUSES)
+    return getattr(builder, kind)(field)
 
 
 async def metrics_frame(manager: JobManager, *, by: str = "name", since: Any = None) -> pd.DataFrame:
     """Return counts, failure rate, durations and throughput per `by` value (see `JobManager.metrics`)."""
     _deps.pandas()
-    _check_open(manager)
+    check_open(manager)
     if by not in analytics.METRIC_GROUPS:
         raise ValueError(f"metrics can be grouped by {', '.join(analytics.METRIC_GROUPS)}; not {by!r}")
     query = analytics.HistoryQuery(since=to_epoch(since, "since"))
@@ -87,11 +79,10 @@ def build_metrics(rows: list[MetricsRow], by: str) -> pd.DataFrame:
     import numpy as np
 
     pd = _deps.pandas()
-    records = [_metric_values(row, np) for row in rows]
-    index = pd.Index([row.key for row in rows], name=by)
-    frame = pd.DataFrame.from_records(records, columns=METRIC_COLUMNS, index=index) if records else \
-        pd.DataFrame({c: [] for c in METRIC_COLUMNS}, index=index)
-    return frame.astype({c: "int64" for c in METRIC_COLUMNS[:4]} | {c: "float64" for c in METRIC_COLUMNS[4:]})
+    values = [_metric_values(row, np) for row in rows]
+    columns = {c: np.array([v[i] for v in values], dtype=np.int64 if i < 4 else np.float64)
+               for i, c in enumerate(METRIC_COLUMNS)}
+    return pd.DataFrame(columns, index=pd.Index([row.key for row in rows], name=by), copy=False)
 
 
 def _metric_values(row: MetricsRow, np: Any) -> tuple:
@@ -110,13 +101,19 @@ def _nan(value: float | None) -> float:
 
 
 def active_jobs_frame(manager: JobManager) -> pd.DataFrame:
-    """Return the queued, running and paused jobs with their progress (see `JobManager.jobs`)."""
+    """Return the queued, running and paused jobs, oldest first (see `JobManager.jobs`).
+
+    The owner's view is live: status, progress and metrics come from its handles (updated up
+    to 10 times a second), the rest from jobs.db. A read-only view has no running jobs of its
+    own, so it reads everything from jobs.db: progress as of the owner's last save (at most
+    ~2 s old while a job runs). Either way this is a small indexed read that does not await,
+    which keeps `jobs()` usable as the last line of a cell.
+    """
     pd = _deps.pandas()
-    _check_open(manager)
-    records = {r.id: r for r in analytics.active_records(manager.store)}
+    check_open(manager)
+    records = analytics.active_records(manager.store)
     live = {h.id: h for h in manager.handles()}
-    ids = list(live) if not manager.read_only else list(records)
-    rows = [_active_row(records.get(i), live.get(i)) for i in ids]
+    rows = [_active_row(r, live.get(r.id)) for r in records if manager.read_only or r.id in live]
     return _active_frame(pd, [r for r in rows if r is not None])
 
 
@@ -126,67 +123,50 @@ ACTIVE_FIELDS = (
     "progress_total", "progress_kind", "progress_phase", "progress_message", "rate", "eta_s",
     "items", "bytes", "checkpoints", "non_critical_errors", "elapsed_s", "memory_mb",
 )
+_ACTIVE_KINDS = dict.fromkeys(ACTIVE_FIELDS, "floats") | dict.fromkeys(
+    ("id", "name", "parent_id", "initiated_by", "pause_reason", "progress_kind", "progress_phase",
+     "progress_message"), "strings"
+) | dict.fromkeys(("version", "priority", "items", "bytes", "checkpoints", "non_critical_errors"), "ints") | {
+    "status": "status", "context": "objects", "created_at": "times", "started_at": "times", "paused_at": "times",
+}
 
 
-def _active_row(record: Any, handle: Any) -> dict[str, Any] | None:
-    if record is None:
-        return None
+def _active_row(record: JobRecord, handle: Any) -> tuple | None:
     status = handle.current_status if handle is not None else record.status
-    if JobStatus(status).is_terminal:
+    if status.is_terminal:  # finished a moment ago; history() has it
         return None
-    progress = handle.current_progress if handle is not None else record.progress
+    p = handle.current_progress if handle is not None else record.progress
     metrics = handle.metrics if handle is not None else record.metrics
-    p = progress
-    return {
-        "id": record.id, "name": record.name, "version": record.version, "status": JobStatus(status).value,
-        "parent_id": record.parent_id, "priority": record.priority, "initiated_by": record.initiated_by,
-        "context": record.context, "created_at": record.created_at, "started_at": record.started_at,
-        "paused_at": record.paused_at if status is JobStatus.PAUSED else None,
-        "pause_reason": record.pause_reason if status is JobStatus.PAUSED else None,
-        "progress_fraction": p and p.fraction, "progress_current": p and p.current,
-        "progress_total": p and p.total, "progress_kind": p and p.kind, "progress_phase": p and p.phase,
-        "progress_message": p and p.message, "rate": p and p.rate, "eta_s": p and p.eta_seconds,
+    paused = status is JobStatus.PAUSED
+    values = {
+        "id": record.id, "name": record.name, "version": record.version,
+        "status": ACTIVE_STATUSES.index(status.value), "parent_id": record.parent_id,
+        "priority": record.priority, "initiated_by": record.initiated_by, "context": record.context,
+        "created_at": record.created_at, "started_at": record.started_at,
+        "paused_at": record.paused_at if paused else None, "pause_reason": record.pause_reason if paused else None,
+        "progress_fraction": p and p.fraction, "progress_current": p and p.current, "progress_total": p and p.total,
+        "progress_kind": p and p.kind, "progress_phase": p and p.phase, "progress_message": p and p.message,
+        "rate": p and p.rate, "eta_s": p and p.eta_seconds,
         "items": metrics.get("items", 0), "bytes": metrics.get("bytes", 0),
         "checkpoints": metrics.get("checkpoints", 0), "non_critical_errors": metrics.get("non_critical_errors", 0),
         "elapsed_s": metrics.get("elapsed_seconds"), "memory_mb": metrics.get("memory_mb"),
     }
+    return tuple(values[f] for f in ACTIVE_FIELDS)
 
 
-def _active_frame(pd: Any, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    import numpy as np
+def _active_frame(pd: Any, rows: list[tuple]) -> pd.DataFrame:
+    from ._build import ColumnBuilder
 
-    from . import _build as b
-
-    n = len(rows)
-
-    def col(field: str) -> list[Any]:
-        return [r[field] for r in rows]
-
-    data: dict[str, Any] = {}
-    for field in ACTIVE_FIELDS:
-        values = col(field)
-        if field == "status":
-            data[field] = pd.Categorical(values, categories=ACTIVE_STATUSES)
-        elif field in ("created_at", "started_at", "paused_at"):
-            data[field] = b.times(b.floats(values, n))
-        elif field in ("version", "priority", "items", "bytes", "checkpoints", "non_critical_errors"):
-            data[field] = np.array(values, dtype=np.int64)
-        elif field == "context":
-            data[field] = b.json_objects((None for _ in values), n) if False else _objects(values, np)
-        elif field in ("id", "name", "parent_id", "initiated_by", "pause_reason", "progress_kind",
-                       "progress_phase", "progress_message"):
-            data[field] = b.strings(values, n)
+    builder = ColumnBuilder(HistoryColumns(len(rows), rows, ACTIVE_FIELDS))
+    data = {}
+    for field, kind in _ACTIVE_KINDS.items():
+        if kind == "status":
+            data[field] = builder.categories(field, ACTIVE_STATUSES)
         else:
-            data[field] = b.floats(values, n)
+            data[field] = getattr(builder, kind)(field)
     return pd.DataFrame(data, copy=False)
 
 
-def _objects(values: list[Any], np: Any) -> Any:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
-def _check_open(manager: JobManager) -> None:
+def check_open(manager: JobManager) -> None:
     if manager.closed:
         raise ManagerClosed(f"the manager of {str(manager.path)!r} is closed; open the library again")

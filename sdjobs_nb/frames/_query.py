@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import numbers
 import re
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from .._status import JobStatus
 from .._store.analytics import TERMINAL_STATUSES, HistoryQuery
 
-__all__ = ("history_query", "to_epoch")
+__all__ = ("history_query", "to_epoch", "as_strings", "check_limit")
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days|w|wk|wks|week|weeks)\s*(?:ago)?\s*$", re.I)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -78,7 +78,8 @@ def _text_epoch(text: str, what: str, now: float) -> float:
     return _datetime_epoch(parsed, what)
 
 
-def _strings(value: Any, what: str) -> tuple[str, ...] | None:
+def as_strings(value: Any, what: str) -> tuple[str, ...] | None:
+    """Return a str or an iterable of str as a tuple (None stays None); raise ValueError otherwise."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -91,12 +92,12 @@ def _strings(value: Any, what: str) -> tuple[str, ...] | None:
 
 
 def _statuses(value: Any, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
-    statuses = _strings(value, "status")
+    statuses = as_strings(value, "status")
     if statuses is None:
         return None
     out = []
     for s in statuses:
-        text = JobStatus(s).value if s in JobStatus._value2member_map_ else s.lower()
+        text = s.lower()
         if text not in allowed:
             raise ValueError(f"status {s!r} is not one of {', '.join(allowed)}")
         out.append(text)
@@ -107,7 +108,7 @@ def check_limit(limit: Any) -> int | None:
     """Return `limit` as an int >= 0 or None; raise ValueError otherwise."""
     if limit is None:
         return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0:
         raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
     return int(limit)
 
@@ -117,7 +118,7 @@ def history_query(name: Any = None, status: Any = None, since: Any = None, until
     """Check the filters of `history()` and return the query they describe."""
     now = time.time()
     return HistoryQuery(
-        names=_strings(name, "name"),
+        names=as_strings(name, "name"),
         statuses=_statuses(status, TERMINAL_STATUSES),
         since=to_epoch(since, "since", now=now),
         until=to_epoch(until, "until", now=now),
