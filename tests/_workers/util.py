@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import signal
@@ -147,3 +148,8 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.002, what: str 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not reached within {timeout} s")
         time.sleep(interval)
+
+
+async def within(awaitable: Any, seconds: float = 20.0) -> Any:
+    """Await with a bound, so a job that never finishes fails its test instead of hanging the run."""
+    return await asyncio.wait_for(awaitable, seconds)
