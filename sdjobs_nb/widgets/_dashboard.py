@@ -11,7 +11,7 @@ import ipywidgets as w
 
 from .._records import JobEvent
 from .._status import JobStatus
-from ._job import JobWidget, _error_of
+from ._job import JobWidget, _error_of, pause_reason
 from ._refresh import call_on_loop, existing_refresher, live_loop, refresher_for
 
 if TYPE_CHECKING:
@@ -26,16 +26,6 @@ INTERRUPTED = "interrupted"  # the pause reason of a crash or close(); resume_in
 MAX_FINISHED_ROWS = 500
 #: a dashboard re-renders its list and summary at most this often (its rows have their own budget)
 BOARD_MESSAGES_PER_S = 8.0
-
-
-def pause_reason(handle: JobHandle) -> str | None:
-    """Return why a paused job is paused ('user', 'interrupted', 'parent', ...), else None."""
-    reason = getattr(handle, "pause_reason", None)  # the public accessor, once the handle has one
-    if reason is None:
-        entry = getattr(handle, "_entry", None)  # read-only look at the manager's live state
-        record = getattr(handle, "_record", None)
-        reason = getattr(entry if entry is not None else record, "pause_reason", None)
-    return reason
 
 
 class Dashboard(w.VBox):
@@ -198,7 +188,8 @@ class Dashboard(w.VBox):
             counts[status] = counts.get(status, 0) + 1
             if status is S.PAUSED and pause_reason(row.handle) == INTERRUPTED:
                 interrupted += 1
-        parts = [f"<b>{html.escape(self.manager.path.name)}</b>", f"{len(self._rows):,} jobs"]
+        total = len(self._rows)
+        parts = [f"<b>{html.escape(self.manager.path.name)}</b>", f"{total:,} job{'' if total == 1 else 's'}"]
         parts += [f"{counts[s]:,} {s.value}" for s in S if counts.get(s)]
         if interrupted:
             parts.append(f"{interrupted:,} interrupted")
@@ -243,7 +234,8 @@ class Dashboard(w.VBox):
         if error is not None:
             self._show(f"Resume interrupted failed: {type(error).__name__}: {error}")
         else:
-            self._show(f"resumed {len(future.result()):,} interrupted jobs")
+            count = len(future.result())
+            self._show(f"resumed {count:,} interrupted job{'' if count == 1 else 's'}")
         self._structure_changed = True
         self._mark()
 

@@ -34,15 +34,17 @@ _ONE_LINE = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
 _PENDING = {"pause": "pausing…", "resume": "resuming…", "cancel": "cancelling…"}
 
 
-def title_html(name: str, job_id: str, status: JobStatus, pending: str | None = None) -> str:
-    """Return the job's name, short id and coloured status as one line of HTML."""
+def title_html(name: str, job_id: str, status: JobStatus, pending: str | None = None,
+               pause_reason: str | None = None) -> str:
+    """Return the job's name, coloured status (with why it is paused) and short id as HTML."""
     colour = _COLOUR[BAR_STYLE[status]]
     note = f" · {_PENDING[pending]}" if pending in _PENDING else ""
+    if status is S.PAUSED and pause_reason and pause_reason != "user":
+        note = f" ({html.escape(pause_reason)}){note}"
     return (
         f'<div style="{_ONE_LINE}" title="{html.escape(name)} {job_id}">'
-        f"<b>{html.escape(name)}</b> "
-        f'<span style="color:var(--jp-ui-font-color2, #757575)">{job_id[:8]}</span> '
-        f'<span style="color:{colour};font-weight:bold">{status.value}</span>{note}</div>'
+        f'<b>{html.escape(name)}</b> <span style="color:{colour};font-weight:bold">{status.value}</span>{note} '
+        f'<span style="color:var(--jp-ui-font-color2, #757575);font-size:90%">{job_id[:8]}</span></div>'
     )
 
 

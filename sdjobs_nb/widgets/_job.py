@@ -37,11 +37,12 @@ class _Shared:
     _instance: _Shared | None = None
 
     def __init__(self) -> None:
+        # fixed widths that shrink when space is short keep a dashboard's columns aligned
         self.header = w.Layout(width="100%", align_items="center")
-        self.title = w.Layout(width="17em", min_width="10em")
-        self.bar = w.Layout(flex="1 1 10em", min_width="6em", width="auto")
-        self.info = w.Layout(width="20em", min_width="8em")
-        self.button = w.Layout(width="auto")
+        self.title = w.Layout(width="20em", flex="0 1 auto", min_width="8em")
+        self.bar = w.Layout(width="auto", flex="1 1 8em", min_width="4em")
+        self.info = w.Layout(width="16em", flex="0 1 auto", min_width="6em")
+        self.button = w.Layout(width="auto", flex="0 0 auto")
         self.html_style = HTMLStyle()
         self.bar_style = ProgressStyle()
         self.button_style = w.ButtonStyle()
@@ -52,6 +53,15 @@ class _Shared:
         if shared is None or shared.header.comm is None:  # closed, e.g. by Widget.close_all()
             shared = cls._instance = cls()
         return shared
+
+
+def pause_reason(handle: JobHandle) -> str | None:
+    """Return why a paused job is paused ('user', 'interrupted', 'parent', ...), else None."""
+    reason = getattr(handle, "pause_reason", None)  # the public accessor, once the handle has one
+    if reason is None:  # until then, a read-only look at the live entry or the stored record
+        state = getattr(handle, "_entry", None) or getattr(handle, "_record", None)
+        reason = getattr(state, "pause_reason", None)
+    return reason
 
 
 def _resumable(name: str) -> bool:
@@ -164,7 +174,8 @@ class JobWidget(w.VBox):
         status, progress = handle.current_status, handle.current_progress
         elapsed = handle.metrics.get("elapsed_seconds") if status.is_terminal else None
         count = self.error_count
-        sent = _set(self.title, value=fmt.title_html(handle.name, handle.id, status, self._pending))
+        reason = pause_reason(handle) if status is S.PAUSED else None
+        sent = _set(self.title, value=fmt.title_html(handle.name, handle.id, status, self._pending, reason))
         sent += _set(self.bar, value=fmt.bar_value(progress, status), bar_style=fmt.BAR_STYLE[status])
         sent += _set(self.info, value=fmt.info_html(progress, status, error=handle.error, elapsed=elapsed))
         sent += _set(self.errors_button, description=f"{count:,}", disabled=count == 0,
