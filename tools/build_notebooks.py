@@ -13,6 +13,7 @@ nbval runs them.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 import time
@@ -461,6 +462,129 @@ BATCHED = [
 ]
 
 
+# --- 04 children ----------------------------------------------------------------------------------
+
+CHILDREN = [
+    md("""
+    # Child jobs: fan out, gather
+
+    A job can split its work into child jobs with `ctx.spawn_children([...])` and collect their
+    results, in order, with `ctx.wait_for_children(ids)`. Children are ordinary jobs: each has
+    its own progress, state and checkpoints, and can be paused or cancelled on its own. A
+    parent that waits does not hold one of the manager's `max_concurrent` slots, so children
+    never wait for a slot their parent keeps.
+
+    The dashboard shows every job of a library, each child indented under its parent.
+    """),
+    code("""
+    import asyncio
+    import collections
+    import shutil
+    from dataclasses import dataclass, field
+    from pathlib import Path
+
+    import sdjobs_nb as sj
+
+    LIBRARY = Path("libraries/children")
+    shutil.rmtree(LIBRARY, ignore_errors=True)
+
+    VOCABULARY = "alpha beta gamma delta epsilon zeta eta theta".split()
+    documents = [
+        " ".join(VOCABULARY[(i * j) % len(VOCABULARY)] for j in range(40 + i % 13))
+        for i in range(200)
+    ]
+    """),
+    md("""
+    ## The jobs
+
+    `CountShard` counts the words of some documents, checkpointing every ten. `WordCount`
+    splits the documents into shards, spawns one `CountShard` per shard, waits for them and
+    adds up their counts, most frequent first. If the parent is paused or interrupted and later resumed, its second
+    run calls `spawn_children` again and gets the same children back, not new ones.
+    """),
+    code("""
+    @dataclass
+    class CountShard(sj.Job):
+        NAME = "count_shard"
+
+        documents: list[str]
+        done: int = 0
+        counts: dict[str, int] = field(default_factory=dict)
+
+        async def run(self, ctx: sj.JobContext) -> dict[str, int]:
+            for text in self.documents[self.done:]:
+                await ctx.check_interrupted()
+                await asyncio.sleep(0.01)  # stands in for fetching the document
+                for word in text.split():
+                    self.counts[word] = self.counts.get(word, 0) + 1
+                self.done += 1
+                ctx.report_count_progress(self.done, len(self.documents))
+                if self.done % 10 == 0:
+                    await ctx.checkpoint()
+            return self.counts
+
+
+    @dataclass
+    class WordCount(sj.Job):
+        NAME = "word_count"
+
+        documents: list[str]
+        shards: int = 4
+
+        async def run(self, ctx: sj.JobContext) -> dict[str, int]:
+            size = -(-len(self.documents) // self.shards)
+            shards = [CountShard(self.documents[i:i + size]) for i in range(0, len(self.documents), size)]
+            ids = await ctx.spawn_children(shards)
+            ctx.report_structured_progress("waiting for shards", {"shards": len(ids)})
+            results = await ctx.wait_for_children(ids)
+            total = collections.Counter()
+            for counts in results:
+                total.update(counts)
+            return dict(sorted(total.items(), key=lambda item: (-item[1], item[0])))
+    """),
+    md("""
+    ## The dashboard
+
+    `manager.dashboard()` is one widget for the whole library. It gets a row for every job
+    dispatched while it is shown, children under their parent, and a summary of how many jobs
+    are in each state. *All* keeps finished jobs in the list (*Active* shows only unfinished
+    ones). With `max_concurrent=2`, two shards run at a time while the other two wait in the
+    queue.
+    """),
+    code(f"""
+    {IGNORE}
+    manager = await sj.JobManager.open(LIBRARY, max_concurrent=2)
+    board = manager.dashboard()
+    board.filter.value = "all"
+    board
+    """),
+    code("""
+    handle = await manager.dispatch(WordCount(documents))
+    counts = await handle.wait()
+    print(counts)
+    """),
+    md("""
+    The dashboard above now shows the finished tree. The same tree is in the history: each
+    child's `parent_id` is its parent's id.
+    """),
+    code("""
+    history = await manager.history()
+    names = dict(zip(history["id"], history["name"]))
+    history[["name", "status", "items"]].assign(parent=history["parent_id"].map(names))
+    """),
+    md("""
+    The parent's result equals a count done in one go:
+    """),
+    code("""
+    expected = collections.Counter(word for text in documents for word in text.split())
+    print(counts == expected)
+    """),
+    code("""
+    await manager.close()
+    """),
+]
+
+
 # --- 05 crash and resume --------------------------------------------------------------------------
 
 CRASH = [
@@ -680,9 +804,16 @@ BOOKS = {
     "01_quickstart": QUICKSTART,
     "02_phased": PHASED,
     "03_batched": BATCHED,
+    "04_children": CHILDREN,
     "05_crash_resume": CRASH,
     "07_scale_out": SCALE_OUT,
 }
+
+
+# The widgets' final state, saved in the notebook so a viewer without a kernel shows the finished
+# bars and dashboard. (nbclient alone would save only what changed while each widget's own cell
+# ran, and these widgets keep changing from background tasks after their cell returns.)
+WIDGET_STATE_PROBE = "import ipywidgets, json; print(json.dumps(ipywidgets.Widget.get_manager_state(drop_defaults=True)))"
 
 
 def build(name: str, cells: list[nbformat.NotebookNode], execute: bool) -> float:
@@ -694,9 +825,13 @@ def build(name: str, cells: list[nbformat.NotebookNode], execute: bool) -> float
         nb.cells.append(cell)
     started = time.monotonic()
     if execute:
+        nb.cells.append(code(WIDGET_STATE_PROBE))
         client = NotebookClient(nb, timeout=120, kernel_name="python3", record_timing=False,
-                                resources={"metadata": {"path": str(NOTEBOOKS)}})
+                                store_widget_state=False, resources={"metadata": {"path": str(NOTEBOOKS)}})
         client.execute()
+        state = json.loads(nb.cells.pop().outputs[0].text)
+        if state["state"]:
+            nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": state}
     nb.metadata["language_info"] = {"name": "python"}  # the exact Python version is noise here
     nbformat.validate(nb)
     nbformat.write(nb, NOTEBOOKS / f"{name}.ipynb")
