@@ -696,6 +696,168 @@ CRASH = [
 ]
 
 
+# --- 06 history -----------------------------------------------------------------------------------
+
+HISTORY = [
+    md("""
+    # History analysis: DataFrames and plots
+
+    Every finished job (completed, failed or cancelled) leaves one row in the library's
+    `job_history` table. The manager returns it as typed pandas DataFrames and matplotlib
+    figures. The queries run in SQLite, so they stay quick on a library with a million rows.
+    """),
+    code("""
+    %matplotlib inline
+    import asyncio
+    import shutil
+    from dataclasses import dataclass
+    from pathlib import Path
+
+    import sdjobs_nb as sj
+
+    LIBRARY = Path("libraries/history")
+    shutil.rmtree(LIBRARY, ignore_errors=True)
+    """),
+    md("""
+    ## Some history to look at
+
+    Three kinds of job: quick image resizes, page fetches of which every fourth fails, and
+    model trainings that take a few epochs. One more training is cancelled while it runs.
+    """),
+    code("""
+    @dataclass
+    class ResizeImage(sj.Job):
+        NAME = "resize_image"
+        image: int
+
+        async def run(self, ctx: sj.JobContext) -> int:
+            await asyncio.sleep(0.02 + 0.01 * (self.image % 5))
+            ctx.report_count_progress(1, 1)
+            return self.image
+
+
+    @dataclass
+    class FetchPage(sj.Job):
+        NAME = "fetch_page"
+        page: int
+
+        async def run(self, ctx: sj.JobContext) -> str:
+            await asyncio.sleep(0.05)
+            if self.page % 4 == 3:
+                raise ConnectionError(f"page {self.page}: server returned 503")
+            ctx.report_count_progress(1, 1)
+            return f"page {self.page}"
+
+
+    @dataclass
+    class TrainModel(sj.Job):
+        NAME = "train_model"
+        epochs: int
+        done: int = 0
+
+        async def run(self, ctx: sj.JobContext) -> int:
+            while self.done < self.epochs:
+                await ctx.check_interrupted()
+                await asyncio.sleep(0.1)
+                self.done += 1
+                ctx.report_count_progress(self.done, self.epochs)
+                await ctx.checkpoint()
+            return self.done
+    """),
+    code("""
+    manager = await sj.JobManager.open(LIBRARY, max_concurrent=4)
+    handles = await manager.dispatch_many(
+        [ResizeImage(i) for i in range(24)]
+        + [FetchPage(i) for i in range(12)]
+        + [TrainModel(epochs) for epochs in (3, 5, 8)],
+        initiated_by="notebook",
+    )
+    endless = await manager.dispatch(TrainModel(epochs=1000), initiated_by="scheduler")
+    outcomes = await asyncio.gather(*(h.wait() for h in handles), return_exceptions=True)
+    await endless.cancel()
+    print(sum(not isinstance(o, Exception) for o in outcomes), "completed,",
+          sum(isinstance(o, sj.JobFailed) for o in outcomes), "failed")
+    """),
+    md("""
+    ## `history()`
+
+    One row per finished job, newest first, with typed columns: ids and names as strings,
+    the status as a category, times as timezone-aware datetimes, durations in seconds, and the
+    job's final counts.
+    """),
+    code("""
+    history = await manager.history()
+    print(len(history), "rows")
+    history.dtypes
+    """),
+    code("""
+    history["status"].value_counts()
+    """),
+    md("""
+    Filters are keyword arguments: `name`, `status` (one or a list), `since` and `until`
+    (datetimes, or epoch seconds), and `limit`.
+    """),
+    code("""
+    failed = await manager.history(name="fetch_page", status="failed")
+    failed[["name", "status", "error"]].sort_values("error", ignore_index=True)
+    """),
+    code("""
+    latest = await manager.history(status=["completed", "cancelled"], limit=5)
+    print(len(latest), "rows;", "newest first:", latest["finished_at"].is_monotonic_decreasing)
+    """),
+    code("""
+    cancelled = await manager.history(status="cancelled")
+    cancelled[["name", "status", "initiated_by", "error"]]
+    """),
+    md("""
+    It is an ordinary DataFrame, so pandas does the rest. Here, the slowest jobs (their
+    durations depend on the machine, so this output is not compared):
+    """),
+    code(f"""
+    {IGNORE}
+    history.nlargest(5, "duration_s")[["name", "status", "started_at", "duration_s", "queue_wait_s"]]
+    """),
+    md("""
+    ## `metrics()`
+
+    One row per job name: counts by outcome, the failure rate, duration statistics (mean,
+    median, 95th percentile, max), throughput in items per second, and the mean time spent
+    queued. `by=` groups by another column, such as `status` or `initiated_by`.
+    """),
+    code("""
+    metrics = await manager.metrics()
+    metrics[["count", "completed", "failed", "cancelled", "failure_rate"]]
+    """),
+    code(f"""
+    {IGNORE}
+    metrics[["duration_mean_s", "duration_median_s", "duration_p95_s", "duration_max_s", "items_per_s", "queue_wait_mean_s"]]
+    """),
+    code("""
+    (await manager.metrics(by="initiated_by"))[["count", "completed", "failed", "cancelled"]]
+    """),
+    md("""
+    ## Plots
+
+    `plot_timeline()` draws one bar per job from its start to its end, coloured by status
+    (green completed, red failed, grey cancelled), children under their parent. It returns a
+    matplotlib `Figure`, which the notebook shows.
+    """),
+    code("""
+    await manager.plot_timeline()
+    """),
+    md("""
+    `plot_durations()` draws the distribution of durations per job name (completed jobs by
+    default; `kind="hist"` for histograms).
+    """),
+    code("""
+    await manager.plot_durations()
+    """),
+    code("""
+    await manager.close()
+    """),
+]
+
+
 # --- 07 scale out ---------------------------------------------------------------------------------
 
 SCALE_OUT = [
@@ -806,6 +968,7 @@ BOOKS = {
     "03_batched": BATCHED,
     "04_children": CHILDREN,
     "05_crash_resume": CRASH,
+    "06_history": HISTORY,
     "07_scale_out": SCALE_OUT,
 }
 
