@@ -96,9 +96,13 @@ def strings(values: Iterable[Any], n: int) -> Any:
 
 
 def times(seconds: np.ndarray) -> pd.DatetimeIndex:
-    """Epoch seconds (NaN for none) as timezone-aware UTC datetimes, to the microsecond."""
+    """Epoch seconds (NaN for none) as timezone-aware UTC datetimes, truncated to the microsecond.
+
+    Truncation (not rounding) keeps filters exact: `history(since=t)` with a `t` taken from
+    a frame includes that row, and `until=t` excludes it.
+    """
     missing = np.isnan(seconds)
-    micros = np.rint(np.where(missing, 0.0, seconds) * 1e6).astype(np.int64)
+    micros = np.floor(np.where(missing, 0.0, seconds) * 1e6).astype(np.int64)
     stamps = micros.view("datetime64[us]")
     if missing.any():
         stamps[missing] = np.datetime64("NaT")
