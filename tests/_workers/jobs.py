@@ -17,7 +17,7 @@ from typing import Any
 import sdjobs_nb as sj
 
 __all__ = (
-    "CheckpointJob", "ParentJob", "FailingJob", "SelfPausingJob", "StepJob", "StubbornJob",
+    "BigJob", "CheckpointJob", "ParentJob", "FailingJob", "SelfPausingJob", "StepJob", "StubbornJob",
     "item_value", "append_line", "expected_outcome", "ACTIVE", "OVERLAPS", "REQUESTS",
 )
 
@@ -138,6 +138,18 @@ class SelfPausingJob(sj.Job):
             if self.i % 4 == 0:
                 await ctx.checkpoint()
         return self.acc
+
+
+@dataclass
+class BigJob(sj.Job):
+    """Carries a large payload in its state; returns its length."""
+
+    NAME = "rel_big"
+
+    payload: str = ""
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        return len(self.payload)
 
 
 # --- for the state-machine test: jobs that report overlapping runs of themselves -------------

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for `_workers`
 
 import sdjobs_nb as sj  # noqa: E402
-from _workers.jobs import CheckpointJob, FailingJob, ParentJob, SelfPausingJob  # noqa: E402
+from _workers.jobs import BigJob, CheckpointJob, FailingJob, ParentJob, SelfPausingJob  # noqa: E402
 
 
 def say(*parts: object) -> None:
@@ -111,7 +111,33 @@ async def drive(manager: sj.JobManager, handles: list, rng: random.Random, cance
         pass  # it finished between the look and the click
 
 
-MODES = {"counted": counted, "resume": resume, "hold": hold, "try_open": try_open, "mix": mix}
+async def fsize(library: str) -> None:
+    """Dispatch big jobs under a file size limit until a write fails, then lift the limit and go on."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    async with sj.JobManager.open(library) as manager:
+        limit = max(p.stat().st_size for p in Path(library).iterdir()) + 64 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        for _ in range(100):
+            try:
+                handle = await manager.dispatch(BigJob(payload="x" * 20_000))
+                say("id", handle.id)
+                say("done", handle.id, await asyncio.wait_for(handle.wait(), 5))
+            except asyncio.TimeoutError:
+                say("hung", handle.id)
+                break
+            except Exception as e:  # noqa: BLE001 - reported to the test
+                say("error", json.dumps([type(e).__name__, str(e), isinstance(e, sj.LibraryError)]))
+                break
+        say("handles", len([h for h in manager.handles() if not h.current_status.is_terminal]))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        say("recovered", await (await manager.dispatch(BigJob(payload="y" * 100))).wait())
+    say("closed")
+
+
+MODES = {"counted": counted, "resume": resume, "hold": hold, "try_open": try_open, "mix": mix, "fsize": fsize}
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
