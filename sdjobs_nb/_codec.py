@@ -197,6 +197,27 @@ def coerce_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def check_instance(job: Any) -> None:
+    """Raise `InvalidJobData` if a job's field values do not fit their annotations.
+
+    Run at dispatch so a job that could not be re-created from its saved state (say a float
+    in an `int` field) is refused before anything is written, not found broken at resume.
+    """
+    cls = type(job)
+    hints = _hints(cls)
+    problems = []
+    for name in _field_names(cls):
+        hint = hints.get(name, Any)
+        if hint is Any:
+            continue
+        try:
+            _coerce(getattr(job, name), hint, name)
+        except InvalidJobData as e:
+            problems.append(str(e))
+    if problems:
+        raise InvalidJobData(f"bad state for job {cls.__name__}: " + "; ".join(problems))
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 

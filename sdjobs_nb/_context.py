@@ -142,8 +142,12 @@ class JobContext:
 
     async def checkpoint(self) -> None:
         """Save this job's dataclass fields now; a resume starts from the newest checkpoint."""
-        self.checkpoints += 1
-        await self._manager._checkpoint(self._entry, self)
+        self.checkpoints += 1  # counted in the row being written
+        try:
+            await self._manager._checkpoint(self._entry, self)
+        except BaseException:
+            self.checkpoints -= 1  # nothing was saved
+            raise
 
     async def run_blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run synchronous `fn(*args, **kwargs)` off the event loop (the manager's executor)."""
@@ -177,7 +181,7 @@ class JobContext:
         if raw is None:
             return
         kind, current = raw[0], raw[1]
-        if type(current) in (int, float) and current >= 0:
+        if type(current) in (int, float) and 0 <= current < float("inf"):
             if kind == "count":
                 self.items = int(current)
             elif kind == "bytes":

@@ -37,7 +37,9 @@ class BlockingRunner:
 
     async def _run_dask(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
         client = self.executor
-        future = client.submit(fn, *args, pure=False, **kwargs)
+        # keyword arguments travel inside a partial: names like `key` or `priority` belong to submit()
+        call = functools.partial(fn, **kwargs) if kwargs else fn
+        future = client.submit(call, *args, pure=False)
         if getattr(client, "asynchronous", False):
             return await future
         loop = asyncio.get_running_loop()

@@ -250,6 +250,7 @@ class JobManager:
             existing = self._dedup.get(str(dedup_key))
             if existing is not None:
                 return existing
+        _codec.check_instance(job)
         blob = _codec.encode_state(job, self._max_state_bytes)
         context_text = _context_json(context)
         if initiated_by is not None and not isinstance(initiated_by, str):
@@ -663,10 +664,11 @@ class JobManager:
             if record.status is S.CANCELLED:
                 return
             raise InvalidTransition(f"job {record.name} ({job_id}) is already {record.status.value}; only unfinished jobs can be cancelled")
+        if entry.status is S.RUNNING:
+            entry.interrupt = "cancel"  # first: a parent waiting for children must see this, not a cancelled child
         for child in self._child_entries(job_id):
             await self.cancel(child.id)
         if entry.status is S.RUNNING:
-            entry.interrupt = "cancel"
             await self._interrupt_and_wait(entry, "cancel")
         elif not entry.status.is_terminal:
             await self._finish_now(entry, Outcome(S.CANCELLED, error=_cancel_text(entry)))
@@ -700,6 +702,9 @@ class JobManager:
         return [self._entries[i] for i in sorted(ids, key=lambda i: self._entries[i].seq) if i in self._entries]
 
     async def _spawn_children(self, parent: JobEntry, jobs: list[Job], call: int) -> list[str]:
+        if parent.interrupt is not None or self._closing:
+            # a pause, cancel or close already asked for: spawn nothing it would miss
+            raise Interrupted(f"{parent.interrupt or 'close'} requested before children were spawned")
         existing = await self._store.spawn_keys(parent.id)
         ids: list[str] = []
         new: list[JobEntry] = []
@@ -720,20 +725,24 @@ class JobManager:
         self._release_slot(parent)
         try:
             outcomes = await self._wait_outcomes(parent, ids)
-        finally:
+        except Interrupted:
+            raise  # the parent stops now: it needs no slot back
+        except BaseException:
             await self._acquire_slot(parent)
-        for child_id, (name, outcome) in zip(ids, outcomes):
-            if outcome.status is not S.COMPLETED:
-                message = outcome.error or outcome.status.value
-                raise ChildFailed(child_id, name, f"child {outcome.status.value}: {message}", outcome.traceback)
+            raise
+        await self._acquire_slot(parent)
         return [outcome.result for _, outcome in outcomes]
 
     async def _wait_outcomes(self, parent: JobEntry, ids: list[str]) -> list[tuple[str, Outcome]]:
-        waits = [asyncio.ensure_future(self._outcome(i)) for i in ids]
+        """Wait for every child; raise `ChildFailed` as soon as one fails (siblings keep running)."""
+        waits = {asyncio.ensure_future(self._outcome(i)): i for i in ids}
         try:
             while True:
                 if parent.interrupt is not None:
                     raise Interrupted(f"{parent.interrupt} requested while waiting for children")
+                for wait, child_id in waits.items():
+                    if wait.done():
+                        _raise_if_failed(child_id, *wait.result())
                 pending = [w for w in waits if not w.done()]
                 if not pending:
                     return [w.result() for w in waits]
@@ -858,11 +867,14 @@ class JobManager:
 
         return dashboard(self)
 
-    def load_extension(self, path: str | os.PathLike[str], extension_id: str):
-        """Load a WebAssembly module (.wasm or .wat) whose jobs run sandboxed."""
+    def load_extension(self, path: str | os.PathLike[str], extension_id: str, **limits: Any):
+        """Load a WebAssembly module (.wasm or .wat) whose jobs run sandboxed.
+
+        `limits` (memory_bytes, fuel, time_limit) are passed to `sdjobs_nb.extensions.load_extension`.
+        """
         from .extensions import load_extension
 
-        return load_extension(self, path, extension_id)
+        return load_extension(self, path, extension_id, **limits)
 
     async def dispatch_extension_job(self, extension_id: str, job_name: str, job_data: Any = None, **options: Any):
         """Dispatch job `job_name` of a loaded extension; it is named `extension_id:job_name`."""
@@ -872,6 +884,12 @@ class JobManager:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _raise_if_failed(child_id: str, name: str, outcome: Outcome) -> None:
+    if outcome.status is not S.COMPLETED:
+        message = outcome.error or outcome.status.value
+        raise ChildFailed(child_id, name, f"child {outcome.status.value}: {message}", outcome.traceback)
 
 
 def _unwrap(job_id: str, name: str, outcome: Outcome) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ from .batch import Op, WriteBatcher, apply_ops
 from .schema import ACTIVE_STATUSES, CREATE, HISTORY_COLUMNS, JOB_COLUMNS, SCHEMA_VERSION
 
 DB_NAME = "jobs.db"
+
+log = logging.getLogger("sdjobs_nb.store")
 
 # --- statements -----------------------------------------------------------------------------
 
@@ -69,7 +72,13 @@ def _json(value: Any) -> str | None:
 
 
 def _unjson(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):  # a damaged column must not make the job unreadable
+        log.warning("ignoring a jobs.db column that is not JSON: %.80r", text)
+        return None
 
 
 def pack_progress(progress: Progress | None) -> bytes | None:

@@ -11,7 +11,7 @@ import ipywidgets as w
 
 from .._records import JobEvent
 from .._status import JobStatus
-from ._job import JobWidget, _error_of, pause_reason
+from ._job import JobWidget, _error_of, pause_reason, row_layout
 from ._refresh import call_on_loop, existing_refresher, live_loop, refresher_for
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class Dashboard(w.VBox):
     def _depth_layout(self, depth: int) -> w.Layout:
         layout = self._depth_layouts.get(depth)
         if layout is None:
-            layout = self._depth_layouts[depth] = w.Layout(margin=f"0 0 0 {1.5 * depth}em")
+            layout = self._depth_layouts[depth] = row_layout(margin=f"0 0 0 {1.5 * depth}em")
         return layout
 
     def _render_header(self) -> int:
@@ -201,6 +201,15 @@ class Dashboard(w.VBox):
             self.resume_button.layout.display = "" if show else "none"
             sent += 1
         return sent
+
+    def refresh(self) -> None:
+        """Bring every row and the summary up to date now, whatever the budgets (a full update)."""
+        if self._closed:
+            return
+        self._structure_changed = True
+        self.render()
+        for row in self._rows.values():
+            row.render()
 
     def _refilter(self) -> None:
         self._structure_changed = True

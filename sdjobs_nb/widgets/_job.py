@@ -38,7 +38,7 @@ class _Shared:
 
     def __init__(self) -> None:
         # fixed widths that shrink when space is short keep a dashboard's columns aligned
-        self.header = w.Layout(width="100%", align_items="center")
+        self.row = row_layout()
         self.title = w.Layout(width="20em", flex="0 1 auto", min_width="8em")
         self.bar = w.Layout(width="auto", flex="1 1 8em", min_width="4em")
         self.info = w.Layout(width="16em", flex="0 1 auto", min_width="6em")
@@ -50,7 +50,7 @@ class _Shared:
     @classmethod
     def get(cls) -> _Shared:
         shared = cls._instance
-        if shared is None or shared.header.comm is None:  # closed, e.g. by Widget.close_all()
+        if shared is None or shared.row.comm is None:  # closed, e.g. by Widget.close_all()
             shared = cls._instance = cls()
         return shared
 
@@ -82,7 +82,12 @@ def _set(widget: w.Widget, **values: Any) -> int:
     return 1
 
 
-class JobWidget(w.VBox):
+def row_layout(margin: str = "0") -> w.Layout:
+    """The layout of a job widget: one line that wraps (the detail line goes below)."""
+    return w.Layout(width="100%", align_items="center", flex_flow="row wrap", margin=margin)
+
+
+class JobWidget(w.HBox):
     """Live view of one job: name, status, progress bar and text, rate and ETA, non-critical
     errors (click to list them), and Pause / Resume / Cancel buttons enabled by state.
 
@@ -109,20 +114,15 @@ class JobWidget(w.VBox):
         self.title = w.HTML(layout=shared.title, style=shared.html_style)
         self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=shared.bar, style=shared.bar_style)
         self.info = w.HTML(layout=shared.info, style=shared.html_style)
-        self.errors_button = self._button("", "exclamation-triangle", "non-critical errors: click to list them", shared)
+        self.errors_button: w.Button | None = None  # made at the first non-critical error
         self.pause_button = self._button("Pause", "pause", "pause the job; it resumes from its saved state", shared)
         self.resume_button = self._button("Resume", "play", "resume the paused job", shared)
         self.cancel_button = self._button("Cancel", "stop", "cancel the job for good", shared)
-        self.errors_button.on_click(lambda _: self._on_loop(self._toggle_errors))
         self.pause_button.on_click(lambda _: self.request("pause"))
         self.resume_button.on_click(lambda _: self.request("resume"))
         self.cancel_button.on_click(lambda _: self.request("cancel"))
-        self.header = w.HBox(
-            [self.title, self.bar, self.info, self.errors_button, self.pause_button, self.resume_button,
-             self.cancel_button],
-            layout=shared.header,
-        )
-        super().__init__([self.header], **({"layout": layout} if layout is not None else {}))
+        super().__init__([self.title, self.bar, self.info, self.pause_button, self.resume_button, self.cancel_button],
+                         layout=layout if layout is not None else shared.row)
         self._closed = False
         self.render()
         self._on_loop(self._watch)
@@ -178,13 +178,25 @@ class JobWidget(w.VBox):
         sent = _set(self.title, value=fmt.title_html(handle.name, handle.id, status, self._pending, reason))
         sent += _set(self.bar, value=fmt.bar_value(progress, status), bar_style=fmt.BAR_STYLE[status])
         sent += _set(self.info, value=fmt.info_html(progress, status, error=handle.error, elapsed=elapsed))
-        sent += _set(self.errors_button, description=f"{count:,}", disabled=count == 0,
-                     button_style="warning" if count else "")
+        if count:
+            sent += _set(self._errors(), description=f"{count:,}")
         for action in _TARGET:
             sent += _set(getattr(self, f"{action}_button"), disabled=not self.enabled(action))
         sent += self._render_detail()
         self._shown_final = self._pending is None and (status.is_terminal or live_loop(handle.manager) is None)
         return sent, False
+
+    def _errors(self) -> w.Button:
+        """Return the errors button, adding it (before Pause) at the first error."""
+        if self.errors_button is None:
+            button = self.errors_button = self._button("", "exclamation-triangle", "non-critical errors: click to list them",
+                                                       _Shared.get())
+            button.disabled, button.button_style = False, "warning"
+            button.on_click(lambda _: self._on_loop(self._toggle_errors))
+            children = list(self.children)
+            children.insert(children.index(self.pause_button), button)
+            self.children = tuple(children)
+        return self.errors_button
 
     def _render_detail(self) -> int:
         parts = []
@@ -195,8 +207,8 @@ class JobWidget(w.VBox):
         if not parts and self._detail is None:
             return 0
         if self._detail is None:
-            self._detail = w.HTML()
-            self.children = (self.header, self._detail)
+            self._detail = w.HTML(layout=w.Layout(width="100%"))
+            self.children = (*self.children, self._detail)
         value = "".join(parts)
         return _set(self._detail, value=value) + _set(self._detail.layout, display="" if value else "none")
 
@@ -284,7 +296,7 @@ class JobWidget(w.VBox):
         self._closed = True
         self._on_loop(self._unwatch)
         for part in (self.title, self.bar, self.info, self.errors_button, self.pause_button,
-                     self.resume_button, self.cancel_button, self.header, self._detail):
+                     self.resume_button, self.cancel_button, self._detail):
             if part is not None:
                 part.close()
         super().close()
