@@ -29,6 +29,11 @@ __all__ = (
     "BrokenJob",
     "EventsOverflow",
     "MissingExtra",
+    "ExtensionError",
+    "InvalidExtension",
+    "UnknownExtension",
+    "ExtensionMismatch",
+    "ExtensionTrap",
 )
 
 
@@ -160,3 +165,29 @@ class MissingExtra(SdjobsError, ImportError):
             f"{feature} needs {module}, which is not installed; "
             f"install it with: pip install 'sdjobs-nb[{extra}]'"
         )
+
+
+class ExtensionError(SdjobsError):
+    """Base class of the errors about WebAssembly extensions."""
+
+
+class InvalidExtension(ExtensionError, ValueError):
+    """Raised by `load_extension` when a module is malformed or asks for more than the host interface."""
+
+
+class UnknownExtension(UnknownJob):
+    """Raised when dispatching a job of an extension that is not loaded, or a job it does not declare."""
+
+
+class ExtensionMismatch(BrokenJob):
+    """Raised when a stored extension job was started by another module than the one now loaded.
+
+    The job is left as it is (paused or queued); load the module it started with to resume it.
+    """
+
+
+class ExtensionTrap(Critical):
+    """Raised from an extension job's `run` when the guest traps, hits a limit or misuses the host.
+
+    The job becomes FAILED with this message; the wasm backtrace is in the stored traceback.
+    """

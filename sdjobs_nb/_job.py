@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._codec import coerce_fields, decode_fields
@@ -21,6 +22,11 @@ class JobRegistry:
     def __init__(self) -> None:
         self._classes: dict[str, type[Job]] = {}
         self._lock = threading.Lock()
+        self._listeners: list[weakref.WeakMethod] = []
+
+    def add_listener(self, method: Any) -> None:
+        """Call bound `method(name)` after each registration (held weakly: managers come and go)."""
+        self._listeners.append(weakref.WeakMethod(method))
 
     def register(self, cls: type[Job]) -> None:
         """Register `cls` under its NAME; re-defining the same class (a re-run cell) replaces it."""
@@ -32,6 +38,16 @@ class JobRegistry:
                     f"{_qualified(cls)} must choose another NAME"
                 )
             self._classes[cls.NAME] = cls
+        self._notify(cls.NAME)
+
+    def _notify(self, name: str) -> None:
+        alive = []
+        for ref in self._listeners:
+            method = ref()
+            if method is not None:
+                alive.append(ref)
+                method(name)
+        self._listeners = alive
 
     def unregister(self, name: str) -> None:
         """Forget a name (used by tests and by unloading extensions)."""

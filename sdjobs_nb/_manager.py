@@ -148,6 +148,7 @@ class JobManager:
         self._seq = await self._store.max_seq()
         if self.read_only:
             return
+        registry.add_listener(self._on_registered)
         now = time.time()
         for record in await self._store.active_jobs():
             entry = _entry_from_record(record)
@@ -373,6 +374,26 @@ class JobManager:
         job = registry.create(name, version, blob)
         self._broken.pop(entry.id, None)
         return job
+
+    def _on_registered(self, name: str) -> None:
+        """A class was defined after open: queued jobs of that name set aside at load can run now."""
+        waiting = [self._entries[i] for i in self._broken if i in self._entries and self._entries[i].name == name]
+        if self._closing or self._closed or not waiting or self._loop is None or self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._retry_set_aside(waiting)))
+
+    async def _retry_set_aside(self, entries: list[JobEntry]) -> None:
+        for entry in entries:
+            if entry.status is not S.QUEUED or entry.job is not None or self._closing:
+                continue
+            try:
+                entry.job = await self._materialize(entry)
+            except (UnknownJob, VersionMismatch, BrokenJob) as e:
+                self._set_aside(entry, e)
+                continue
+            entry.cls = type(entry.job)
+            self._push(entry)
+        self._schedule()
 
     def _set_aside(self, entry: JobEntry, error: Exception) -> None:
         self._broken[entry.id] = str(error)

@@ -297,3 +297,27 @@ async def test_durable_mode_uses_full_sync(library):
         assert (await m.store.fetchone("PRAGMA synchronous"))[0] == 2
     async with sj.JobManager.open(library) as m:
         assert (await m.store.fetchone("PRAGMA synchronous"))[0] == 1
+
+
+async def test_queued_job_of_a_class_defined_after_open_starts_then(library):
+    def define():
+        @dataclass
+        class Late(sj.Job):
+            NAME = "test_defined_late"
+
+            async def run(self, ctx):
+                return "ran"
+
+        return Late
+
+    Late = define()
+    async with sj.JobManager.open(library, max_concurrent=1) as m:
+        blocker = await m.dispatch(Steps(total=100_000))
+        queued = await m.dispatch(Late())
+        await _running(blocker)
+    sj.registry.unregister("test_defined_late")
+    async with sj.JobManager.open(library) as m:
+        assert queued.id in m.broken()  # its class is not defined in this "kernel" yet
+        define()  # the user runs the cell that defines it
+        assert await asyncio.wait_for(m.get(queued.id).wait(), 10) == "ran"
+        assert queued.id not in m.broken()

@@ -29,7 +29,7 @@ a trap or a limit makes the job FAILED with the reason. See README.md next to th
 """
 
 from ._abi import DONE, HOST_FUNCTIONS, HOST_MODULE, JOB_PREFIX, NO_STATE, STOPPED, HostFunction
-from ._errors import ExtensionError, ExtensionMismatch, ExtensionTrap, InvalidExtension, UnknownExtension
+from .._errors import ExtensionError, ExtensionMismatch, ExtensionTrap, InvalidExtension, UnknownExtension
 from ._loader import (
     Extension, dispatch_extension_job, extension_job, job_class, load_extension, loaded_extensions,
 )

@@ -6,8 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._errors import MissingExtra
-from ._errors import InvalidExtension
+from .._errors import InvalidExtension, MissingExtra
 
 if TYPE_CHECKING:
     import wasmtime

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .._errors import SerializationError
-from ._errors import ExtensionTrap
+from .._errors import ExtensionTrap, SerializationError
 
 __all__ = ("BYTES", "JSON", "encode_input", "decode_result")
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._job import Job
 from ._data import BYTES, JSON
-from ._errors import ExtensionMismatch
+from .._errors import ExtensionMismatch
 from ._runner import run_in_sandbox
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .._job import Job, registry
 from ._abi import check_imports, check_name, declared_jobs, wasmtime_module
 from ._data import encode_input
-from ._errors import InvalidExtension, UnknownExtension
+from .._errors import InvalidExtension, UnknownExtension
 from ._jobs import make_job_class
 from ._sandbox import Limits, compile_module
 

@@ -14,10 +14,9 @@ import concurrent.futures
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .._errors import Interrupted
+from .._errors import ExtensionTrap, Interrupted
 from ._abi import DONE, JOB_PREFIX, STOPPED, wasmtime_module
 from ._data import decode_result
-from ._errors import ExtensionTrap
 from ._sandbox import WASM_PAGE, Limits, Sandbox, SandboxOutcome
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ class _Bridge:
 
     def interrupt_requested(self) -> bool:
         # JobEntry.interrupt is a str or None, set on the loop; reading it here is atomic
-        return self._ctx._entry.interrupt is not None
+        return self._ctx.interrupt_requested is not None
 
     def checkpoint(self, data: bytes) -> concurrent.futures.Future[str | None]:
         try:
