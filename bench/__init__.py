@@ -16,7 +16,8 @@ WORKLOAD_MODULES = [
     "w4_history",
     "w5_pause",      # ours only, reserved
     "w6_loop",       # ours only, reserved
-    "w7_memory",     # ours only, reserved
+    "w7_memory",     # ours only: memory per queued job, dispatch-rate flatness
+    "w7b_reopen",    # ours only: reopening a library with 1M history rows
     "w8_blocking",   # ours only: inline vs run_blocking on threads, a process pool, Dask
 ]
 
