@@ -155,7 +155,7 @@ class Boom(sj.Job):
 
 
 def parts(widget: JobWidget) -> list:
-    return [widget, widget.header, *widget.header.children, *([widget._detail] if widget._detail else [])]
+    return [widget, *widget.children]
 
 
 def messages(widget: JobWidget) -> int:
@@ -357,7 +357,7 @@ async def test_only_changed_parts_send_messages(manager):
     widget = job_widget(handle)
     await until(lambda: handle.current_status is S.RUNNING)
     await settled(widget)
-    quiet = [widget.title, widget.errors_button, widget.pause_button, widget.resume_button, widget.cancel_button]
+    quiet = [widget, widget.title, widget.pause_button, widget.resume_button, widget.cancel_button]
     before = [len(p.comm.messages) for p in quiet]
     bar_before = len(widget.bar.comm.messages)
     await asyncio.sleep(1.0)
@@ -399,6 +399,7 @@ async def test_non_critical_errors_are_counted_and_listed(manager):
     await handle.wait()
     await settled(widget)
     assert widget.errors_button.description == "3" and not widget.errors_button.disabled
+    assert widget.children.index(widget.errors_button) == widget.children.index(widget.pause_button) - 1
     widget.errors_button.click()
     await until(lambda: widget._detail is not None and "second" in widget._detail.value, what="the error list")
     assert "first &lt;oops&gt;" in widget._detail.value
