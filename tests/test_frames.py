@@ -317,7 +317,21 @@ async def test_reading_a_big_history_leaves_the_loop_free(manager):
 # --- metrics ------------------------------------------------------------------------------------
 
 
-async def test_metrics_match_hand_computed_values(manager):
+def add_metrics_index(library) -> None:
+    """Create the optional index that lets metrics() read ordered durations (as the schema may)."""
+    conn = sqlite3.connect(library / "jobs.db")
+    try:
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {analytics.METRICS_INDEX} ON job_history "
+                     f"({', '.join(analytics.METRICS_INDEX_COLUMNS)})")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["sorted-rows", "ordered-index"])
+async def test_metrics_match_hand_computed_values(manager, library, indexed):
+    if indexed:
+        add_metrics_index(library)
     t = 1e9
     a_durations = [1.0, 2.0, 3.0, 4.0, 10.0]
     rows = [history_row(name="a", created_at=t, started_at=t + 0.5 * (i + 1), finished_at=t + 0.5 * (i + 1) + d,
@@ -344,6 +358,32 @@ async def test_metrics_match_hand_computed_values(manager):
     assert b["duration_mean_s"] == b["duration_median_s"] == b["duration_p95_s"] == pytest.approx(6.0)
     assert b["items_per_s"] == pytest.approx(5.0) and b["queue_wait_mean_s"] == pytest.approx(2.0)
     assert m["count"].dtype == np.int64 and m["failure_rate"].dtype == np.float64
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["sorted-rows", "ordered-index"])
+async def test_metrics_quantiles_for_every_group_size(manager, library, indexed):
+    if indexed:
+        add_metrics_index(library)
+    rng = np.random.default_rng(6)
+    rows = []
+    for size in (1, 2, 3, 19, 20, 21, 101):
+        durations = rng.exponential(5.0, size).round(3)
+        rows += [history_row(name=f"n{size:03d}", created_at=1e9, started_at=1e9 + 1, finished_at=1e9 + 1 + d)
+                 for d in durations]
+    rows.append(history_row(name="n000", started_at=None))  # never ran: no duration at all
+    await add_history(manager, rows)
+    m = await manager.metrics()
+    for size in (1, 2, 3, 19, 20, 21, 101):
+        durations = np.array([r["duration_s"] for r in rows if r["name"] == f"n{size:03d}"])
+        row = m.loc[f"n{size:03d}"]
+        assert row["duration_median_s"] == pytest.approx(np.percentile(durations, 50))
+        assert row["duration_p95_s"] == pytest.approx(np.percentile(durations, 95))
+    assert m.loc["n000", "count"] == 1 and np.isnan(m.loc["n000", "duration_median_s"])
+    since = await manager.metrics(since=1e9 + 1 + 5.0)
+    late = np.array([r["duration_s"] for r in rows if r["name"] == "n101" and r["duration_s"] >= 5.0])
+    assert since.loc["n101", "count"] == len(late)
+    assert since.loc["n101", "duration_median_s"] == pytest.approx(np.percentile(late, 50))
+    assert since.loc["n101", "duration_p95_s"] == pytest.approx(np.percentile(late, 95))
 
 
 async def test_metrics_group_and_since(manager):

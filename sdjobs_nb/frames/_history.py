@@ -86,12 +86,14 @@ def build_metrics(rows: list[MetricsRow], by: str) -> pd.DataFrame:
 
 
 def _metric_values(row: MetricsRow, np: Any) -> tuple:
-    durations = np.array(row.durations.split(","), dtype=np.float64) if row.durations else np.empty(0)
-    median, p95 = np.percentile(durations, [50, 95]) if durations.size else (math.nan, math.nan)
+    median, p95 = row.duration_median_s, row.duration_p95_s
+    if median is None and row.durations:
+        durations = np.array(row.durations.split(","), dtype=np.float64)
+        median, p95 = np.percentile(durations, [50, 95])
     busy = row.busy_s or 0.0
     return (
         row.count, row.completed, row.failed, row.cancelled, row.failed / row.count,
-        _nan(row.duration_mean_s), median, p95, _nan(row.duration_max_s),
+        _nan(row.duration_mean_s), _nan(median), _nan(p95), _nan(row.duration_max_s),
         row.items / busy if busy > 0 else math.nan, _nan(row.queue_wait_mean_s),
     )
 

@@ -158,8 +158,8 @@ async def plot_durations(manager: JobManager, *, name: Any = None, status: Any =
     _deps.pandas()
     check_open(manager)
     query = history_query(name=name, status=status, since=since, until=until)
-    rows = await analytics.metrics(manager.store, "name", query, lambda rows: rows)
-    return draw_durations({row.key: _parse(row.durations) for row in rows}, kind=kind, ax=ax)
+    durations = await analytics.durations(manager.store, query)
+    return draw_durations({name: _parse(text) for name, text in durations.items()}, kind=kind, ax=ax)
 
 
 def _parse(text: str) -> Any:
