@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._errors import MissingExtra, SdjobsError
+from ._errors import ManagerClosed, MissingExtra, SdjobsError
 
 if TYPE_CHECKING:
     from ._handle import JobHandle
@@ -87,6 +87,9 @@ def wait_sync(handle: JobHandle, timeout: float | None = None) -> Any:
     for from here without touching that loop.
     """
     loop, here = handle.manager.loop, _running_loop()
+    if loop is not None and loop.is_closed():
+        raise ManagerClosed(f"the event loop of the manager of {str(handle.manager.path)!r} is closed; "
+                            f"open the library again (e.g. with open_sync) to wait for its jobs")
     if loop is not None and loop.is_running() and loop is not here:
         if here is not None and here not in _NESTED:
             raise _refusal()

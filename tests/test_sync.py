@@ -124,6 +124,18 @@ def test_a_script_that_forgets_to_close_saves_its_running_job(tmp_path):
     assert rows == [("paused", "interrupted")]
 
 
+def test_wait_sync_on_a_manager_whose_loop_is_gone_says_so(tmp_path):
+    async def script():
+        manager = await sj.JobManager.open(tmp_path / "library")
+        handle = await manager.dispatch(Count(total=100_000))
+        await manager.close()
+        return handle
+
+    handle = in_fresh_thread(lambda: asyncio.run(script()))
+    with pytest.raises(sj.ManagerClosed, match="open the library again"):
+        in_fresh_thread(lambda: wait_sync(handle))
+
+
 # --- inside a running loop: refused unless opted in ----------------------------------------
 
 

@@ -7,7 +7,10 @@ import html
 from .._progress import Progress, human_bytes
 from .._status import JobStatus
 
-__all__ = ("BAR_STYLE", "bar_value", "duration_text", "error_list_html", "eta_text", "info_html", "rate_text", "title_html")
+__all__ = (
+    "BAR_STYLE", "bar_value", "duration_text", "error_list_html", "error_html", "eta_text", "info_html",
+    "rate_text", "title_html",
+)
 
 S = JobStatus
 
@@ -101,9 +104,13 @@ def info_html(progress: Progress | None, status: JobStatus, *, error: str | None
     text = html.escape(" · ".join(parts))
     if status is S.FAILED and error:
         first_line = error.strip().splitlines()[0] if error.strip() else error
-        colour = _COLOUR["danger"]
-        text = f'<span style="color:{colour}">{html.escape(first_line[:300])}</span>' + (f" · {text}" if text else "")
+        text = error_html(first_line[:300]) + (f" · {text}" if text else "")
     return f'<div style="{_ONE_LINE}" title="{html.escape(error or "")}">{text}</div>'
+
+
+def error_html(message: str) -> str:
+    """Return `message` escaped, in the theme's error colour."""
+    return f'<span style="color:{_COLOUR["danger"]}">{html.escape(message)}</span>'
 
 
 def error_list_html(errors: list[tuple[float, str]], shown: int = 50) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import html
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +108,8 @@ class JobWidget(w.HBox):
         self._errors_seen = 0
         self._expanded = False
         self._error_list: list[tuple[float, str]] | None = None
+        self._error_list_stale = False
+        self._fetching = False
         self._detail: w.HTML | None = None
         self._shown_final = False
         self.title = w.HTML(layout=shared.title, style=shared.html_style)
@@ -161,8 +162,8 @@ class JobWidget(w.HBox):
         """Count a non-critical error (the refresher calls this for state events of this job)."""
         if event.kind == "non_critical_error":
             self._errors_seen += 1
-            if self._expanded:
-                self._load_errors()
+        if self._expanded:  # the shown list may lack the newest errors: read it again
+            self._load_errors()
 
     # --- rendering -------------------------------------------------------------------------
 
@@ -189,8 +190,8 @@ class JobWidget(w.HBox):
     def _errors(self) -> w.Button:
         """Return the errors button, adding it (before Pause) at the first error."""
         if self.errors_button is None:
-            button = self.errors_button = self._button("", "exclamation-triangle", "non-critical errors: click to list them",
-                                                       _Shared.get())
+            tooltip = "non-critical errors: click to list them"
+            button = self.errors_button = self._button("", "exclamation-triangle", tooltip, _Shared.get())
             button.disabled, button.button_style = False, "warning"
             button.on_click(lambda _: self._on_loop(self._toggle_errors))
             children = list(self.children)
@@ -201,9 +202,10 @@ class JobWidget(w.HBox):
     def _render_detail(self) -> int:
         parts = []
         if self._request_error:
-            parts.append(f'<div style="color:var(--jp-error-color1, #d32f2f)">{html.escape(self._request_error)}</div>')
+            parts.append(f"<div>{fmt.error_html(self._request_error)}</div>")
         if self._expanded:
-            parts.append(fmt.error_list_html(self._error_list) if self._error_list is not None else "<i>loading…</i>")
+            errors = self._error_list
+            parts.append("<i>loading…</i>" if errors is None else fmt.error_list_html(errors))
         if not parts and self._detail is None:
             return 0
         if self._detail is None:
@@ -256,21 +258,28 @@ class JobWidget(w.HBox):
         self._render_now()
 
     def _load_errors(self) -> None:
+        """Read the job's errors from jobs.db; one read at a time, again if more errors came meanwhile."""
+        if self._fetching:
+            self._error_list_stale = True
+            return
         manager = self.handle.manager
         try:
             task = asyncio.ensure_future(manager.errors(self.job_id), loop=manager.loop)
         except Exception as e:  # the loop or the store is gone
             self._error_list = [(0.0, f"cannot read errors: {e}")]
             return
+        self._fetching, self._error_list_stale = True, False
+        task.add_done_callback(self._errors_loaded)
 
-        def loaded(t: asyncio.Future[list[tuple[float, str]]]) -> None:
-            if t.cancelled():
-                return
-            error = t.exception()
-            self._error_list = [(0.0, f"cannot read errors: {error}")] if error else t.result()
-            self._render_now()
-
-        task.add_done_callback(loaded)
+    def _errors_loaded(self, task: asyncio.Future[list[tuple[float, str]]]) -> None:
+        self._fetching = False
+        if task.cancelled():
+            return
+        error = task.exception()
+        self._error_list = [(0.0, f"cannot read errors: {error}")] if error else task.result()
+        if self._error_list_stale and self._expanded:
+            self._load_errors()
+        self._render_now()
 
     def _on_loop(self, fn: Any, *args: Any) -> None:
         call_on_loop(self.handle.manager, fn, *args)
