@@ -226,3 +226,20 @@ async def test_two_hundred_jobs_are_added_and_updated_in_place(manager):
     await until(lambda: "200 completed" in board.summary.value, what="the summary")
     per_row = [sum(len(p.comm.messages) for p in (row.bar, row.info, row.title)) for row in board.rows.children]
     assert max(per_row) <= 40, f"a row sent {max(per_row)} messages for a job of 40 steps"
+
+
+async def test_a_read_only_view_follows_the_owner_through_jobs_db(manager, monkeypatch):
+    monkeypatch.setattr(Dashboard, "poll_seconds", 0.1)
+    running = await manager.dispatch(Hold())
+    async with sj.JobManager.open(manager.path, read_only=True) as viewer:
+        board = dashboard(viewer)
+        await until(lambda: len(board.rows.children) == 1, what="the owner's job")
+        [row] = board.rows.children
+        assert "read-only" in board.summary.value
+        assert row.pause_button.disabled and row.cancel_button.disabled
+        await running.pause()
+        await until(lambda: "paused" in row.title.value, what="the pause written by the owner")
+        await running.cancel()
+        await until(lambda: "cancelled" in row.title.value, what="the final state")
+        await until(lambda: len(board.rows.children) == 0, what="the finished job to leave 'Active'")
+        board.close()

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from .._records import JobEvent
+from .._handle import JobHandle
+from .._records import JobEvent, JobRecord
 from .._status import JobStatus
 from ._job import JobWidget, _error_of, pause_reason, row_layout
 from ._refresh import call_on_loop, existing_refresher, live_loop, refresher_for
 
 if TYPE_CHECKING:
-    from .._handle import JobHandle
     from .._manager import JobManager
 
 __all__ = ("Dashboard", "dashboard")
@@ -35,8 +35,13 @@ class Dashboard(w.VBox):
 
     New jobs get a row when they are dispatched; rows are added and updated in place, never
     rebuilt, so it stays responsive with hundreds of jobs. "All" adds the jobs that finished
-    while the dashboard was open.
+    while the dashboard was open. On a read-only view of a library that another process runs,
+    it re-reads the unfinished jobs from jobs.db every `poll_seconds`, with every button
+    disabled.
     """
+
+    #: how often a read-only dashboard re-reads jobs.db
+    poll_seconds = 2.0
 
     def __init__(self, manager: JobManager) -> None:
         self.manager = manager
@@ -60,9 +65,10 @@ class Dashboard(w.VBox):
         self.rows = w.VBox()
         self.filter.observe(lambda _: call_on_loop(manager, self._refilter), names="value")
         self.resume_button.on_click(lambda _: self.resume_interrupted())
-        header = w.HBox([self.summary, self.resume_button, self.filter],
-                        layout=w.Layout(width="100%", align_items="center"))
-        super().__init__([header, self.message, self.rows])
+        self.header = w.HBox([self.summary, self.resume_button, self.filter],
+                             layout=w.Layout(width="100%", align_items="center"))
+        super().__init__([self.header, self.message, self.rows])
+        self._poll_task: asyncio.Task[None] | None = None
         for handle in manager.handles(active_only=True):
             self._add_row(handle)
         self.render()
@@ -257,6 +263,41 @@ class Dashboard(w.VBox):
         refresher = refresher_for(self.manager)
         if refresher is not None and not self._closed:
             refresher.add_board(self)
+        elif self.manager.read_only and not self.manager.closed and self._poll_task is None:
+            self._poll_task = asyncio.ensure_future(self._poll(), loop=self.manager.loop)
+
+    async def _poll(self) -> None:
+        """Read-only view: show what the owning process wrote to jobs.db, every `poll_seconds`."""
+        while not self._closed and not self.manager.closed:
+            try:
+                records = await self.manager.store.active_jobs()
+            except Exception as e:  # the library was closed or removed under us
+                self._show(f"cannot read the library: {e}")
+                return
+            self._apply_records(records)
+            await asyncio.sleep(self.poll_seconds)
+
+    def _apply_records(self, records: list[JobRecord]) -> None:
+        active = set()
+        for record in records:
+            active.add(record.id)
+            self._update_row(JobHandle(self.manager, None, record))
+        for job_id, row in list(self._rows.items()):
+            if job_id not in active and not row.status.is_terminal:
+                try:
+                    self._update_row(self.manager.get(job_id))  # finished: its final record
+                except Exception:
+                    continue
+        self._structure_changed = True
+        self.render()
+
+    def _update_row(self, handle: JobHandle) -> None:
+        row = self._rows.get(handle.id)
+        if row is None:
+            self._add_row(handle)
+        else:
+            row.handle = handle
+            row.render()
 
     def _unwatch(self) -> None:
         refresher = existing_refresher(self.manager)
@@ -270,7 +311,9 @@ class Dashboard(w.VBox):
             call_on_loop(self.manager, self._unwatch)
             for row in self._rows.values():
                 row.close()
-            for part in (self.summary, self.filter, self.resume_button, self.message, self.rows,
+            if self._poll_task is not None:
+                self._poll_task.cancel()
+            for part in (self.summary, self.filter, self.resume_button, self.message, self.rows, self.header,
                          *self._depth_layouts.values()):
                 part.close()
         super().close()
