@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob, expected_outcome  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
-from _workers.util import counts, decode, integrity, rows, within, write  # noqa: E402
+from _workers.util import counts, decode, integrity, rows, quiet_dead_tasks, within, write  # noqa: E402, F401
 
 
 @dataclasses.dataclass

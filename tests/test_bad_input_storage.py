@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import BigJob, CheckpointJob, expected_outcome, item_value  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
-from _workers.util import Worker, counts, integrity, rows, terminal_snapshot, within  # noqa: E402
+from _workers.util import Worker, counts, integrity, rows, terminal_snapshot, quiet_dead_tasks, within  # noqa: E402, F401
 
 NOBODY = 65534
 

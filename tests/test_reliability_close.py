@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob, ParentJob, StubbornJob, expected_outcome, item_value  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
-from _workers.util import decode, integrity, rows, within  # noqa: E402
+from _workers.util import decode, integrity, rows, quiet_dead_tasks, within  # noqa: E402, F401
 
 
 @dataclasses.dataclass

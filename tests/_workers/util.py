@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import pytest
 
 TESTS = Path(__file__).resolve().parent.parent
 REPO = TESTS.parent
@@ -153,3 +154,26 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.002, what: str 
 async def within(awaitable: Any, seconds: float = 20.0) -> Any:
     """Await with a bound, so a job that never finishes fails its test instead of hanging the run."""
     return await asyncio.wait_for(awaitable, seconds)
+
+
+#: (message, exception repr) of every job task that died with an error nobody retrieved
+DEAD_TASKS: list[tuple[str, str]] = []
+
+
+def _remember_dead_task(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    DEAD_TASKS.append((str(context.get("message")), repr(context.get("exception"))))
+
+
+@pytest.fixture(autouse=True)
+async def quiet_dead_tasks() -> Any:
+    """Record a dying task's error instead of logging its traceback.
+
+    asyncio logs "Task exception was never retrieved" with a formatted traceback whenever the
+    garbage collector frees such a task; on Python 3.11 formatting a traceback calls
+    `ast.parse`, and if the collection happens inside pytest's own `ast.parse` (assertion
+    rewriting, failure reports) CPython raises "SystemError: AST constructor recursion depth
+    mismatch" and the whole session dies. The error itself is a library bug that a test
+    reports; this keeps one such bug from taking every other test down with it.
+    """
+    asyncio.get_running_loop().set_exception_handler(_remember_dead_task)
+    yield
