@@ -30,7 +30,7 @@ class JobEntry:
         "id", "name", "version", "cls", "status", "priority", "seq", "parent_id", "spawn_key",
         "initiated_by", "context", "dedup_key", "created_at", "started_at", "pause_reason",
         "job", "task", "ctx", "interrupt", "forced", "progress", "metrics", "error",
-        "slot_held", "metrics_saved_at", "_done", "_status_queues", "_progress_slots", "progress_saved_at",
+        "slot_held", "metrics_saved_at", "running_write", "_done", "_status_queues", "_progress_slots", "progress_saved_at",
         "__weakref__",
     )
 
@@ -55,6 +55,7 @@ class JobEntry:
         self.slot_held = False
         self.progress_saved_at = 0.0
         self.metrics_saved_at = 0.0
+        self.running_write: tuple[int, int] | None = None  # token of a staged RUNNING write
         self._done: asyncio.Future[Outcome] | None = None
         self._status_queues: list[asyncio.Queue[JobStatus]] | None = None
         self._progress_slots: list[LatestSlot[Progress]] | None = None
@@ -84,6 +85,18 @@ class JobEntry:
         fut = self.done_future()
         if not fut.done():
             fut.set_result(outcome)
+
+    def fail_waiters(self, error: BaseException) -> None:
+        """Wake waiters with an error while the job stays unfinished."""
+        fut = self.done_future()
+        if not fut.done():
+            fut.set_exception(error)
+            fut.exception()  # retrieved: nobody may be waiting
+
+    def reset_waiters(self) -> None:
+        """Give a resumed job a fresh future if the last one ended in an error."""
+        if self._done is not None and self._done.done() and self._done.exception() is not None:
+            self._done = None
 
     def watch_status(self) -> asyncio.Queue[JobStatus]:
         q: asyncio.Queue[JobStatus] = asyncio.Queue()

@@ -76,7 +76,8 @@ class JobHandle:
     async def wait(self) -> Any:
         """Wait for the job to finish and return its result; raise `JobFailed` or `Cancelled`."""
         if self._entry is not None:  # its outcome stays on the entry once known
-            outcome = await asyncio.shield(self._entry.done_future())
+            done = self._entry.done_future()
+            outcome = done.result() if done.done() else await asyncio.shield(done)
             from ._manager import _unwrap
 
             return _unwrap(self.id, self.name, outcome)

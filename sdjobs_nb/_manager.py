@@ -20,7 +20,7 @@ from ._context import JobContext
 from ._entry import JobEntry, Outcome
 from ._errors import (
     BrokenJob, Cancelled, ChildFailed, Critical, Interrupted, InvalidTransition, JobFailed,
-    JobNotFound, ManagerClosed, NotResumable, ReadOnlyLibrary, SerializationError, UnknownJob,
+    JobNotFound, LibraryError, ManagerClosed, NotResumable, ReadOnlyLibrary, SerializationError, UnknownJob,
     VersionMismatch,
 )
 from ._events import EventBus
@@ -93,6 +93,7 @@ class JobManager:
         self._broken: dict[str, str] = {}
         self._closed = False
         self._closing = False
+        self._closed_future: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- opening and closing ----------------------------------------------------------------
@@ -182,9 +183,19 @@ class JobManager:
 
     async def close(self) -> None:
         """Pause and save running jobs (they resume later), keep queued ones, and release the library."""
-        if self._closed or self._closing:
+        if self._closed:
+            return
+        if self._closing:  # a second caller waits for the first one's close to finish
+            await asyncio.shield(self._closed_future)
             return
         self._closing = True
+        self._closed_future = asyncio.get_running_loop().create_future()
+        try:
+            await self._close_now()
+        finally:
+            self._closed_future.set_result(None)
+
+    async def _close_now(self) -> None:
         try:
             running = [e for e in self._running.values() if e.status is S.RUNNING and e.task]
             await asyncio.gather(*(self._interrupt_and_wait(e, "pause", INTERRUPTED) for e in running),
@@ -359,7 +370,7 @@ class JobManager:
         entry.interrupt, entry.forced = None, False
         entry.set_status(S.RUNNING)
         entry.started_at = entry.started_at or now
-        self._store.stage(st.SET_RUNNING, (now, now, entry.id))
+        entry.running_write = self._store.stage(st.SET_RUNNING, (now, now, entry.id))
         entry.task = asyncio.get_running_loop().create_task(self._run(entry), name=f"sdjobs:{entry.name}:{entry.id}")
         self._running[entry.id] = entry
         self._emit("started", entry)
@@ -409,7 +420,11 @@ class JobManager:
             outcome = await self._call_run(entry, ctx)
             announce = self._stage_outcome(entry, ctx, outcome)
             self._release_slot(entry)  # the next job starts while this one's writes commit
-            await self._commit_safely()
+            try:
+                await self._commit_safely()
+            except LibraryError as e:
+                self._unsaved_end(entry, ctx, e)
+                return
             announce()
         finally:
             entry.task = None
@@ -465,6 +480,24 @@ class JobManager:
 
         return announce
 
+    def _unsaved_end(self, entry: JobEntry, ctx: JobContext, error: LibraryError) -> None:
+        """The run ended but jobs.db refused to record it: keep it as a reopen would find it.
+
+        jobs.db still says RUNNING, which the next open reads as PAUSED (interrupted); say the
+        same in memory, so it can be resumed from its last checkpoint once writes work again,
+        and tell waiters why instead of leaving them hanging.
+        """
+        ctx.lifecycle(logging.ERROR, "its end could not be saved: %s", error)
+        entry.job, entry.interrupt = None, None
+        entry.status, entry.pause_reason = S.PAUSED, INTERRUPTED  # not a transition: what jobs.db will mean
+        for queue in entry._status_queues or ():
+            queue.put_nowait(S.PAUSED)
+        entry.fail_waiters(LibraryError(
+            f"job {entry.name} ({entry.id}) ended but jobs.db could not record it ({error}); it is PAUSED "
+            f"(interrupted) and resumes from its last checkpoint"
+        ))
+        self._emit("paused", entry, error=str(error))
+
     def _encode_or_none(self, entry: JobEntry, ctx: JobContext) -> bytes | None:
         try:
             return _codec.encode_state(entry.job, self._max_state_bytes)
@@ -501,8 +534,10 @@ class JobManager:
         result_blob = _result_blob(outcome.result) if outcome.status is S.COMPLETED else None
         progress_blob = pack_progress(entry.progress)
         metrics_text = json.dumps(entry.metrics)
+        self._store.withdraw(entry.running_write)  # finished before RUNNING was even written: skip it
+        entry.running_write = None
         self._store.stage(st.SET_FINISHED, (outcome.status.value, outcome.error, outcome.traceback, result_blob,
-                                             progress_blob, metrics_text, now, now, entry.id))
+                                             progress_blob, metrics_text, now, entry.started_at, now, entry.id))
         self._store.stage_history(_history_row(entry, outcome, now, metrics_text))
 
     def _after_terminal(self, entry: JobEntry, outcome: Outcome) -> None:
@@ -665,6 +700,7 @@ class JobManager:
             self._broken[entry.id] = str(e)
             raise
         entry.cls = cls
+        entry.reset_waiters()
         self._store.stage(st.SET_QUEUED, (time.time(), entry.id))
         await self._store.commit()
         entry.pause_reason = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice, repeat
 from operator import itemgetter
@@ -86,25 +87,40 @@ class HistoryQuery:
 class HistoryColumns:
     """History rows, newest first, column by column.
 
-    `rows` holds the fetched columns `fetched` (tuples in that order). Every other field of
-    HISTORY_FIELDS is either the single value `constants[field]` on all `length` rows, or
-    `derived[field] = (a, b)`: the difference of the fields a - b on every row.
+    Each of `parts` is (fields, rows): tuples of those fields' values, all parts in the same
+    row order. Every other field of HISTORY_FIELDS is either the single value
+    `constants[field]` on all `length` rows, or `derived[field] = (a, b)`: the difference of
+    the fields a - b on every row. When `order` is set, result row i is fetched row order[i].
     """
 
     length: int
-    rows: list[tuple]
-    fetched: tuple[str, ...]
+    parts: tuple[tuple[tuple[str, ...], list[tuple]], ...]
     constants: dict[str, Any] = dataclasses.field(default_factory=dict)
     derived: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    order: list[int] | None = None
 
-    def values(self, field: str) -> Iterator[Any]:
-        """Iterate over one column's values (cheap: no list is built)."""
+    @classmethod
+    def of_rows(cls, fields: tuple[str, ...], rows: list[tuple]) -> HistoryColumns:
+        return cls(len(rows), ((fields, rows),))
+
+    def fetched_values(self, field: str) -> Iterator[Any]:
+        """Iterate over one column in fetched order (before `order` applies)."""
         if field in self.constants:
             return repeat(self.constants[field], self.length)
         if field in self.derived:
             a, b = self.derived[field]
-            return map(_minus, self.values(a), self.values(b))
-        return map(itemgetter(self.fetched.index(field)), self.rows)
+            return map(_minus, self.fetched_values(a), self.fetched_values(b))
+        for fields, rows in self.parts:
+            if field in fields:
+                return map(itemgetter(fields.index(field)), rows)
+        raise KeyError(field)
+
+    def values(self, field: str) -> Iterator[Any]:
+        """Iterate over one column's values, newest first."""
+        if self.order is None:
+            return self.fetched_values(field)
+        values = list(self.fetched_values(field))
+        return map(values.__getitem__, self.order)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Iterate over rows as dicts of every field (for small reads, e.g. the command line)."""
@@ -163,27 +179,44 @@ def read_history(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryColumn
         head = SAMPLE_ROWS if limit is None else min(limit, SAMPLE_ROWS)
         sample = conn.execute(f"SELECT {_select(HISTORY_FIELDS)} {newest_first} LIMIT ?", [*params, head]).fetchall()
         if len(sample) < SAMPLE_ROWS or (limit is not None and limit <= SAMPLE_ROWS):
-            return HistoryColumns(len(sample), sample, HISTORY_FIELDS)
-        if limit is None:
-            # a reverse table scan is much cheaper than walking the finished_at index, and
-            # rows are inserted as jobs finish: sort afterwards only if needed
-            source = f"FROM job_history{where}"
-            selection = f"{source} ORDER BY rowid DESC"
-        else:
+            return HistoryColumns.of_rows(HISTORY_FIELDS, sample)
+        if limit is not None:
             selection = f"{newest_first} LIMIT {int(limit)}"
-            source = f"FROM (SELECT * {selection})"
-        constants, derived = _shortcuts(conn, source, params, sample)
-        fetched = tuple(f for f in HISTORY_FIELDS if f not in constants and f not in derived)
-        rows = conn.execute(f"SELECT {_select(fetched)} {selection}", params).fetchall()
-    if "finished_at" in fetched:
-        _sort_newest_first(rows, fetched.index("finished_at"))
-    return HistoryColumns(len(rows), rows, fetched, constants, derived)
+            shortcuts = _Shortcuts.from_sample(sample).confirmed(conn, f"FROM (SELECT * {selection})", params)
+            fetched = shortcuts.others()
+            rows = conn.execute(f"SELECT {_select(fetched)} {selection}", params).fetchall()
+            return HistoryColumns(len(rows), ((fetched, rows),), shortcuts.constants, shortcuts.derived)
+        return _read_all(conn, where, params, _Shortcuts.from_sample(sample))
 
 
-def _sort_newest_first(rows: list[tuple], column: int) -> None:
-    finished = list(map(itemgetter(column), rows))
-    if any(map(operator.lt, finished, islice(finished, 1, None))):
-        rows.sort(key=itemgetter(column), reverse=True)  # stable: ties keep newest-inserted first
+def _read_all(conn: sqlite3.Connection, where: str, params: list[Any], candidates: _Shortcuts) -> HistoryColumns:
+    """Read every selected row, confirming the shortcuts on a second connection meanwhile.
+
+    The check is SQLite work alone (no GIL), so it runs beside the fetch, which is mostly
+    Python work. A reverse table scan is much cheaper than walking the finished_at index, and
+    rows are inserted as jobs finish: they are put in order afterwards only if needed.
+    """
+    source = f"FROM job_history{where}"
+    check = _ParallelCheck.start(conn, candidates, source, params) if candidates else None
+    fetched = candidates.others()
+    rows = conn.execute(f"SELECT {_select(fetched)} {source} ORDER BY rowid DESC", params).fetchall()
+    parts = [(fetched, rows)]
+    shortcuts = candidates
+    if check is not None:
+        shortcuts = check.result() or candidates.confirmed(conn, source, params)
+        broken = tuple(f for f in HISTORY_FIELDS if f in candidates.fields() and f not in shortcuts.fields())
+        if broken:
+            parts.append((broken, conn.execute(f"SELECT {_select(broken)} {source} ORDER BY rowid DESC", params).fetchall()))
+    columns = HistoryColumns(len(rows), tuple(parts), shortcuts.constants, shortcuts.derived)
+    return dataclasses.replace(columns, order=_newest_first_order(columns))
+
+
+def _newest_first_order(columns: HistoryColumns) -> list[int] | None:
+    """Return the permutation that puts rows newest-finished first, or None if they are."""
+    finished = list(columns.fetched_values("finished_at"))
+    if not any(map(operator.lt, finished, islice(finished, 1, None))):
+        return None
+    return sorted(range(len(finished)), key=finished.__getitem__, reverse=True)  # stable: ties stay
 
 
 def _select(fields: Sequence[str]) -> str:
@@ -195,39 +228,98 @@ def _select(fields: Sequence[str]) -> str:
 _DIFFERENCES = {"duration_s": ("finished_at", "started_at"), "queue_wait_s": ("started_at", "created_at")}
 
 
-def _shortcuts(conn: sqlite3.Connection, source: str, params: list[Any],
-               sample: list[tuple]) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
-    """Find the fields that need not be fetched row by row: constants, and differences of others.
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Shortcuts:
+    """Fields that need not be fetched row by row: constants, and differences of other fields."""
 
-    Candidates come from the sample; one pass over `source` that stops at the first row
-    breaking any of them confirms them all. Only when one breaks, a second pass tells which.
-    """
-    position = {f: i for i, f in enumerate(HISTORY_FIELDS)}
-    first = sample[0]
-    constants = {
-        f: first[i] for f, i in position.items()
-        if f != "finished_at" and all(row[i] == first[i] for row in sample)
-    }
-    derived = {
-        f: (a, b) for f, (a, b) in _DIFFERENCES.items()
-        if f not in constants and all(row[position[f]] == _minus(row[position[a]], row[position[b]]) for row in sample)
-    }
-    if not constants and not derived:
-        return {}, {}
-    breaks = {f: (f"{f} IS NOT ?", [value]) for f, value in constants.items()}
-    breaks |= {f: (f"{f} IS NOT {a} - {b}", []) for f, (a, b) in derived.items()}
-    names = {*breaks, *(c for pair in derived.values() for c in pair)}
-    inner = f"SELECT {', '.join(f'{_EXPRESSIONS[f]} AS {f}' for f in HISTORY_FIELDS if f in names)} {source}"
-    checks = [sql for sql, _ in breaks.values()]
-    values = [v for _, vs in breaks.values() for v in vs]
-    any_breaks = f"SELECT EXISTS (SELECT 1 FROM ({inner}) WHERE {' OR '.join(checks)})"
-    if conn.execute(any_breaks, [*params, *values]).fetchone()[0]:
+    constants: dict[str, Any]
+    derived: dict[str, tuple[str, str]]
+
+    @classmethod
+    def from_sample(cls, sample: list[tuple]) -> _Shortcuts:
+        """The candidates: what holds on every row of the sample."""
+        position = {f: i for i, f in enumerate(HISTORY_FIELDS)}
+        first = sample[0]
+        constants = {f: first[i] for f, i in position.items()
+                     if f != "finished_at" and all(row[i] == first[i] for row in sample)}
+        derived = {f: (a, b) for f, (a, b) in _DIFFERENCES.items()
+                   if f not in constants and all(row[position[f]] == _minus(row[position[a]], row[position[b]])
+                                                 for row in sample)}
+        return cls(constants, derived)
+
+    def __bool__(self) -> bool:
+        return bool(self.constants or self.derived)
+
+    def fields(self) -> set[str]:
+        return {*self.constants, *self.derived}
+
+    def others(self) -> tuple[str, ...]:
+        """The fields to fetch."""
+        return tuple(f for f in HISTORY_FIELDS if f not in self.constants and f not in self.derived)
+
+    def keep(self, held: set[str]) -> _Shortcuts:
+        return _Shortcuts({f: v for f, v in self.constants.items() if f in held},
+                          {f: d for f, d in self.derived.items() if f in held})
+
+    def _checks(self) -> tuple[list[str], list[Any], str]:
+        """SQL that is true on a row breaking each shortcut, its parameters, and the columns it reads."""
+        checks = [f"{f} IS NOT ?" for f in self.constants] + [f"{f} IS NOT {a} - {b}" for f, (a, b) in self.derived.items()]
+        names = {*self.fields(), *(c for pair in self.derived.values() for c in pair)}
+        columns = ", ".join(f"{_EXPRESSIONS[f]} AS {f}" for f in HISTORY_FIELDS if f in names)
+        return checks, list(self.constants.values()), columns
+
+    def confirmed(self, conn: sqlite3.Connection, source: str, params: list[Any]) -> _Shortcuts:
+        """Keep the shortcuts that hold on every row of `source`.
+
+        One pass, stopping at the first row that breaks any; only when one breaks, a second
+        pass tells which.
+        """
+        if not self:
+            return self
+        checks, values, columns = self._checks()
+        inner = f"SELECT {columns} {source}"
+        any_breaks = f"SELECT EXISTS (SELECT 1 FROM ({inner}) WHERE {' OR '.join(checks)})"
+        if not conn.execute(any_breaks, [*params, *values]).fetchone()[0]:
+            return self
         per_field = ", ".join(f"count(*) FILTER (WHERE {sql})" for sql in checks)
         counts = conn.execute(f"SELECT {per_field} FROM ({inner})", [*params, *values]).fetchone()
-        held = {f for f, n in zip(breaks, counts) if n == 0}
-        constants = {f: v for f, v in constants.items() if f in held}
-        derived = {f: pair for f, pair in derived.items() if f in held}
-    return constants, derived
+        return self.keep({f for f, n in zip([*self.constants, *self.derived], counts) if n == 0})
+
+
+# Identifies the table's rows in a snapshot: history rows are inserted (or replaced, which
+# gives a new rowid) and never changed in place.
+_FINGERPRINT = "SELECT (SELECT count(*) FROM job_history), (SELECT max(rowid) FROM job_history)"
+
+
+class _ParallelCheck:
+    """Confirms shortcuts on a read-only connection of its own, in a thread of its own."""
+
+    def __init__(self, conn: sqlite3.Connection, candidates: _Shortcuts, source: str, params: list[Any]) -> None:
+        self._path = conn.execute("PRAGMA database_list").fetchone()[2]
+        self._expected = conn.execute(_FINGERPRINT).fetchone()
+        self._args = (candidates, source, params)
+        self._outcome: _Shortcuts | None = None
+        self._thread = threading.Thread(target=self._run, name="sdjobs:history-check", daemon=True)
+
+    @classmethod
+    def start(cls, conn: sqlite3.Connection, candidates: _Shortcuts, source: str, params: list[Any]) -> _ParallelCheck:
+        check = cls(conn, candidates, source, params)
+        check._thread.start()
+        return check
+
+    def _run(self) -> None:
+        try:
+            with _reader(Path(self._path)) as conn:
+                with _snapshot(conn):
+                    if conn.execute(_FINGERPRINT).fetchone() == self._expected:  # the same rows
+                        self._outcome = self._args[0].confirmed(conn, *self._args[1:])
+        except sqlite3.Error:  # the caller checks on its own connection instead
+            self._outcome = None
+
+    def result(self) -> _Shortcuts | None:
+        """The confirmed shortcuts, or None when the check saw other rows or failed."""
+        self._thread.join()
+        return self._outcome
 
 
 class _snapshot:

@@ -13,6 +13,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._errors import LibraryError
+
 log = logging.getLogger("sdjobs_nb.store")
 
 Op = tuple[str, Sequence[Any]]
@@ -25,6 +27,9 @@ def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
         start = 0
         while start < len(ops):
             sql = ops[start][0]
+            if sql is None:  # withdrawn before it was sent
+                start += 1
+                continue
             end = start + 1
             while end < len(ops) and ops[end][0] == sql:
                 end += 1
@@ -35,8 +40,18 @@ def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
             start = end
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # a failed COMMIT (disk full) has already rolled back
+            conn.execute("ROLLBACK")
         raise
+
+
+def _write_error(error: sqlite3.Error) -> LibraryError:
+    wrapped = LibraryError(
+        f"could not write jobs.db ({error}); nothing of this write was saved. Free disk space or fix "
+        f"the file's permissions; jobs resume from what was saved before"
+    )
+    wrapped.__cause__ = error
+    return wrapped
 
 
 class WriteBatcher:
@@ -50,16 +65,26 @@ class WriteBatcher:
     def __init__(self, submit: Callable[[list[Op]], asyncio.Future[Any]]) -> None:
         self._submit = submit  # hands ops to the database thread, returns a loop future
         self._pending: list[Op] = []
+        self._batch = 0  # number of the batch now collecting
         self._pending_waiters: list[asyncio.Future[None]] = []
         self._inflight_waiters: list[asyncio.Future[None]] | None = None
         self._kick_scheduled = False
 
-    def stage(self, sql: str, params: Sequence[Any]) -> None:
-        """Add one statement to the next transaction."""
+    def stage(self, sql: str, params: Sequence[Any]) -> tuple[int, int]:
+        """Add one statement to the next transaction; return a token for `withdraw`."""
         self._pending.append((sql, params))
         if self._inflight_waiters is None and not self._kick_scheduled:
             self._kick_scheduled = True
             asyncio.get_running_loop().call_soon(self._kick)
+        return self._batch, len(self._pending) - 1
+
+    def withdraw(self, token: tuple[int, int]) -> bool:
+        """Drop a staged statement that was not sent yet (a later one makes it moot)."""
+        batch, index = token
+        if batch != self._batch:
+            return False
+        self._pending[index] = (None, ())  # type: ignore[assignment]
+        return True
 
     async def commit(self) -> None:
         """Wait until every statement staged so far is committed."""
@@ -87,6 +112,7 @@ class WriteBatcher:
 
     def _send(self) -> None:
         ops, self._pending = self._pending, []
+        self._batch += 1
         waiters, self._pending_waiters = self._pending_waiters, []
         self._inflight_waiters = waiters
         self._submit(ops).add_done_callback(lambda written: self._sent(written, waiters, len(ops)))
@@ -94,6 +120,8 @@ class WriteBatcher:
     def _sent(self, written: asyncio.Future[Any], waiters: list[asyncio.Future[None]], count: int) -> None:
         self._inflight_waiters = None
         error = asyncio.CancelledError() if written.cancelled() else written.exception()
+        if isinstance(error, sqlite3.Error):
+            error = _write_error(error)
         if error is not None:
             log.error("jobs.db write of %d statements failed: %s", count, error)
         for waiter in waiters:

@@ -41,7 +41,7 @@ SET_PAUSED_WITH_DATA = (
 )
 SET_FINISHED = (
     "UPDATE jobs SET status=?, error=?, traceback=?, result=?, progress=?, metrics=?, finished_at=?, "
-    "pause_reason=NULL, updated_at=? WHERE id=?"
+    "started_at=coalesce(started_at, ?), pause_reason=NULL, updated_at=? WHERE id=?"
 )
 SET_PROGRESS = "UPDATE jobs SET progress=?, metrics=?, updated_at=? WHERE id=?"
 SET_DATA = "UPDATE jobs SET data=?, progress=?, updated_at=? WHERE id=?"
@@ -138,17 +138,14 @@ class Store:
     async def open(cls, folder: Path, *, read_only: bool = False, durable: bool = False) -> Store:
         """Open (and for writers create or check) the library's jobs.db."""
         db_path = _prepare_folder(folder, read_only)
-        pending = aiosqlite.connect(db_path, isolation_level=None, check_same_thread=False)
-        thread = getattr(pending, "_thread", None)
-        if thread is not None:  # a script that forgets close() must still be able to exit
-            thread.daemon = True
-        db = await pending
+        if not read_only:
+            return cls(await _connect(db_path, str(db_path), read_only=False, durable=durable), db_path, False)
         try:
-            await _configure(db, read_only=read_only, durable=durable, where=str(db_path))
-        except BaseException:
-            await db.close()
-            raise
-        return cls(db, db_path, read_only)
+            db = await _connect(db_path, f"file:{db_path}?mode=ro", read_only=True, durable=False)
+        except LibraryError:
+            # a folder we cannot write: SQLite cannot make the WAL index there, so read the file as is
+            db = await _connect(db_path, f"file:{db_path}?mode=ro&immutable=1", read_only=True, durable=False)
+        return cls(db, db_path, True)
 
     async def close(self) -> None:
         """Commit what is staged and close the connection; safe to call twice."""
@@ -180,11 +177,15 @@ class Store:
         queue.put_nowait((future, call))
         return future
 
-    def stage(self, sql: str, params: Iterable[Any]) -> None:
-        """Stage one statement for the next group commit."""
+    def stage(self, sql: str, params: Iterable[Any]) -> tuple[int, int]:
+        """Stage one statement for the next group commit; return a token for `withdraw`."""
         if self.read_only:
             raise ReadOnlyLibrary(f"library {str(self.path.parent)!r} is open read-only; open it without read_only to change jobs")
-        self._writer.stage(sql, tuple(params))
+        return self._writer.stage(sql, tuple(params))
+
+    def withdraw(self, token: tuple[int, int] | None) -> bool:
+        """Drop a staged statement if it has not been sent yet."""
+        return token is not None and self._writer.withdraw(token)
 
     async def commit(self) -> None:
         """Wait until everything staged is on disk."""
@@ -253,6 +254,23 @@ class Store:
     async def run_in_db_thread(self, fn: Any, *args: Any) -> Any:
         """Run `fn(conn, *args)` on the database thread (bulk reads for DataFrames)."""
         return await self._in_db_thread(functools.partial(fn, self._db._conn, *args))
+
+
+async def _connect(db_path: Path, target: str, *, read_only: bool, durable: bool) -> aiosqlite.Connection:
+    pending = aiosqlite.connect(target, isolation_level=None, check_same_thread=False, uri=read_only)
+    thread = getattr(pending, "_thread", None)
+    if thread is not None:  # a script that forgets close() must still be able to exit
+        thread.daemon = True
+    try:
+        db = await pending
+    except sqlite3.Error as e:
+        raise LibraryError(f"cannot open {db_path}: {e}") from e
+    try:
+        await _configure(db, read_only=read_only, durable=durable, where=str(db_path))
+    except BaseException:
+        await db.close()
+        raise
+    return db
 
 
 async def _configure(db: aiosqlite.Connection, *, read_only: bool, durable: bool, where: str) -> None:

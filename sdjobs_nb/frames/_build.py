@@ -22,7 +22,10 @@ STR = pd.Series(["text"]).dtype
 
 
 class ColumnBuilder:
-    """Turns the fields of one `HistoryColumns` into typed arrays, each at most once."""
+    """Turns the fields of one `HistoryColumns` into typed arrays, in fetched order.
+
+    Callers apply `columns.order` (if any) to the finished frame.
+    """
 
     def __init__(self, columns: HistoryColumns) -> None:
         self.columns = columns
@@ -37,13 +40,13 @@ class ColumnBuilder:
         is_constant, value = self._constant(field)
         if is_constant:  # broadcasting a scalar skips checking every row
             return pd.Series(value, index=pd.RangeIndex(self.n), dtype=STR).array
-        return strings(self.columns.values(field), self.n)
+        return strings(self.columns.fetched_values(field), self.n)
 
     def ints(self, field: str) -> np.ndarray:
         is_constant, value = self._constant(field)
         if is_constant:
             return np.full(self.n, value, dtype=np.int64)
-        return np.fromiter(self.columns.values(field), dtype=np.int64, count=self.n)
+        return np.fromiter(self.columns.fetched_values(field), dtype=np.int64, count=self.n)
 
     def floats(self, field: str) -> np.ndarray:
         """Float64 values, NaN for None (cached: differences and times reuse them)."""
@@ -59,9 +62,9 @@ class ColumnBuilder:
             a, b = self.columns.derived[field]
             return self.floats(a) - self.floats(b)
         try:
-            return np.fromiter(self.columns.values(field), dtype=np.float64, count=self.n)
+            return np.fromiter(self.columns.fetched_values(field), dtype=np.float64, count=self.n)
         except TypeError:  # a None among them
-            return np.fromiter((np.nan if v is None else v for v in self.columns.values(field)),
+            return np.fromiter((np.nan if v is None else v for v in self.columns.fetched_values(field)),
                                dtype=np.float64, count=self.n)
 
     def times(self, field: str) -> pd.DatetimeIndex:
@@ -73,13 +76,13 @@ class ColumnBuilder:
         if is_constant:
             codes = np.full(self.n, value, dtype=np.int8)
         else:
-            codes = np.fromiter(self.columns.values(field), dtype=np.int8, count=self.n)
+            codes = np.fromiter(self.columns.fetched_values(field), dtype=np.int8, count=self.n)
         return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(labels))
 
     def objects(self, field: str) -> np.ndarray:
         """Python objects as they are (one array slot per row)."""
         out = np.empty(self.n, dtype=object)
-        for i, value in enumerate(self.columns.values(field)):
+        for i, value in enumerate(self.columns.fetched_values(field)):
             out[i] = value
         return out
 
@@ -87,7 +90,7 @@ class ColumnBuilder:
         is_constant, value = self._constant(field)
         if is_constant and value is None:
             return np.full(self.n, None, dtype=object)
-        return json_objects(self.columns.values(field), self.n)
+        return json_objects(self.columns.fetched_values(field), self.n)
 
 
 def strings(values: Iterable[Any], n: int) -> Any:

@@ -49,7 +49,8 @@ def build_history(columns: HistoryColumns) -> pd.DataFrame:
 
     builder = ColumnBuilder(columns)
     data = {field: _column(builder, field, kind) for field, kind in _KINDS.items()}
-    return pd.DataFrame(data, copy=False)
+    frame = pd.DataFrame(data, copy=False)
+    return frame if columns.order is None else frame.take(columns.order).reset_index(drop=True)
 
 
 def _column(builder: Any, field: str, kind: str) -> Any:
@@ -159,7 +160,7 @@ def _active_row(record: JobRecord, handle: Any) -> tuple | None:
 def _active_frame(pd: Any, rows: list[tuple]) -> pd.DataFrame:
     from ._build import ColumnBuilder
 
-    builder = ColumnBuilder(HistoryColumns(len(rows), rows, ACTIVE_FIELDS))
+    builder = ColumnBuilder(HistoryColumns.of_rows(ACTIVE_FIELDS, rows))
     data = {}
     for field, kind in _ACTIVE_KINDS.items():
         if kind == "status":
