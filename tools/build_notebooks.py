@@ -274,8 +274,7 @@ PHASED = [
     await handle.pause()
 
     saved = stored_state(handle.id)
-    record = await manager.record(handle.id)
-    print("status:", handle.current_status.value, "| reason:", record.pause_reason)
+    print("status:", handle.current_status.value, "| reason:", handle.pause_reason)
     print("saved phase:", saved.phase)
     print("phases entered so far:", saved.phases_entered)
     print("part-way through the files:", 10 <= saved.processed < len(saved.found))
@@ -668,9 +667,8 @@ CRASH = [
     code("""
     manager = await sj.JobManager.open(LIBRARY)
     handle = manager.get(job_id)
-    record = await manager.record(job_id)
-    print(handle.current_status.value, record.pause_reason)
-    print("checkpoint reached before the kill:", 0 < record.progress.current < 400)
+    print(handle.current_status.value, handle.pause_reason)
+    print("progress saved before the kill:", 0 < handle.current_progress.current < 400)
     """),
     md("""
     `resume_interrupted()` resumes every job a crash (or a `close()`) left paused; jobs a user
