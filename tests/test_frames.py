@@ -289,11 +289,43 @@ def test_a_limited_read_walks_the_finished_index(tmp_path):
     conn.set_trace_callback(statements.append)
     columns = analytics.read_history(conn, analytics.HistoryQuery(limit=100))
     conn.set_trace_callback(None)
-    assert columns.length == 100 and next(columns.values("id")) == "19999"
+    assert columns.length == 100 and next(columns.fetched_values("id")) == "19999"
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     for sql in selects:
         plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
         assert "USING INDEX history_by_finished" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_check_that_sees_other_rows_is_not_trusted(tmp_path):
+    """The second connection's snapshot may be newer: if its rows differ, its answer is dropped."""
+    db = tmp_path / "jobs.db"
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(CREATE)
+    columns = ", ".join(HISTORY_COLUMNS)
+    rows = [history_row(created_at=1e9 + i) for i in range(1500)]
+    conn.execute("BEGIN")
+    conn.executemany(f"INSERT INTO job_history ({columns}) VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})",
+                     [[r[c] for c in HISTORY_COLUMNS] for r in rows])
+    conn.execute("COMMIT")
+    conn.execute("BEGIN")
+    sample = conn.execute(f"SELECT {analytics._select(analytics.HISTORY_FIELDS)} FROM job_history LIMIT 1000").fetchall()
+    candidates = analytics._Shortcuts.from_sample(sample)
+    assert "error" in candidates.constants
+    check = analytics._ParallelCheck(conn, candidates, "FROM job_history", [])
+    other = sqlite3.connect(db)
+    late = history_row(error="late failure")
+    other.execute(f"INSERT INTO job_history ({columns}) VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})",
+                  [late[c] for c in HISTORY_COLUMNS])
+    other.commit()
+    check._thread.start()
+    assert check.result() is None  # so the reader confirms on its own snapshot instead
+    assert candidates.confirmed(conn, "FROM job_history", []) == candidates
+    conn.execute("COMMIT")
+    conn.execute("BEGIN")
+    check = analytics._ParallelCheck.start(conn, candidates, "FROM job_history", [])
+    assert "error" not in check.result().constants
+    conn.execute("COMMIT")
 
 
 async def test_reading_a_big_history_leaves_the_loop_free(manager):

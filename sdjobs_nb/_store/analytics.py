@@ -90,21 +90,21 @@ class HistoryColumns:
     Each of `parts` is (fields, rows): tuples of those fields' values, all parts in the same
     row order. Every other field of HISTORY_FIELDS is either the single value
     `constants[field]` on all `length` rows, or `derived[field] = (a, b)`: the difference of
-    the fields a - b on every row. When `order` is set, result row i is fetched row order[i].
+    the fields a - b on every row.
     """
 
     length: int
     parts: tuple[tuple[tuple[str, ...], list[tuple]], ...]
     constants: dict[str, Any] = dataclasses.field(default_factory=dict)
     derived: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
-    order: list[int] | None = None
+    in_insert_order: bool = False
 
     @classmethod
     def of_rows(cls, fields: tuple[str, ...], rows: list[tuple]) -> HistoryColumns:
         return cls(len(rows), ((fields, rows),))
 
     def fetched_values(self, field: str) -> Iterator[Any]:
-        """Iterate over one column in fetched order (before `order` applies)."""
+        """Iterate over one column in fetched order (see `order`)."""
         if field in self.constants:
             return repeat(self.constants[field], self.length)
         if field in self.derived:
@@ -115,18 +115,26 @@ class HistoryColumns:
                 return map(itemgetter(fields.index(field)), rows)
         raise KeyError(field)
 
-    def values(self, field: str) -> Iterator[Any]:
-        """Iterate over one column's values, newest first."""
-        if self.order is None:
-            return self.fetched_values(field)
-        values = list(self.fetched_values(field))
-        return map(values.__getitem__, self.order)
+    def order(self) -> list[int] | None:
+        """Return the permutation that puts fetched rows newest-finished first, or None if they are.
+
+        Rows of a full read come newest-inserted first (a reverse table scan is much cheaper
+        than walking the finished_at index); jobs are inserted as they finish, so this is
+        nearly always None. Ties keep newest-inserted first.
+        """
+        if not self.in_insert_order:
+            return None
+        finished = list(self.fetched_values("finished_at"))
+        if not any(map(operator.lt, finished, islice(finished, 1, None))):
+            return None
+        return sorted(range(len(finished)), key=finished.__getitem__, reverse=True)  # stable
 
     def records(self) -> Iterator[dict[str, Any]]:
-        """Iterate over rows as dicts of every field (for small reads, e.g. the command line)."""
-        columns = [self.values(field) for field in HISTORY_FIELDS]
-        for row in zip(*columns):
-            yield dict(zip(HISTORY_FIELDS, row))
+        """Iterate over rows, newest first, as dicts of every field (for small reads, e.g. the CLI)."""
+        columns = [list(self.fetched_values(field)) for field in HISTORY_FIELDS]
+        order = self.order()
+        for i in range(self.length) if order is None else order:
+            yield {field: column[i] for field, column in zip(HISTORY_FIELDS, columns)}
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
@@ -193,8 +201,7 @@ def _read_all(conn: sqlite3.Connection, where: str, params: list[Any], candidate
     """Read every selected row, confirming the shortcuts on a second connection meanwhile.
 
     The check is SQLite work alone (no GIL), so it runs beside the fetch, which is mostly
-    Python work. A reverse table scan is much cheaper than walking the finished_at index, and
-    rows are inserted as jobs finish: they are put in order afterwards only if needed.
+    Python work. Rows come newest-inserted first (see `HistoryColumns.order`).
     """
     source = f"FROM job_history{where}"
     check = _ParallelCheck.start(conn, candidates, source, params) if candidates else None
@@ -207,16 +214,7 @@ def _read_all(conn: sqlite3.Connection, where: str, params: list[Any], candidate
         broken = tuple(f for f in HISTORY_FIELDS if f in candidates.fields() and f not in shortcuts.fields())
         if broken:
             parts.append((broken, conn.execute(f"SELECT {_select(broken)} {source} ORDER BY rowid DESC", params).fetchall()))
-    columns = HistoryColumns(len(rows), tuple(parts), shortcuts.constants, shortcuts.derived)
-    return dataclasses.replace(columns, order=_newest_first_order(columns))
-
-
-def _newest_first_order(columns: HistoryColumns) -> list[int] | None:
-    """Return the permutation that puts rows newest-finished first, or None if they are."""
-    finished = list(columns.fetched_values("finished_at"))
-    if not any(map(operator.lt, finished, islice(finished, 1, None))):
-        return None
-    return sorted(range(len(finished)), key=finished.__getitem__, reverse=True)  # stable: ties stay
+    return HistoryColumns(len(rows), tuple(parts), shortcuts.constants, shortcuts.derived, in_insert_order=True)
 
 
 def _select(fields: Sequence[str]) -> str:

@@ -24,13 +24,15 @@ STR = pd.Series(["text"]).dtype
 class ColumnBuilder:
     """Turns the fields of one `HistoryColumns` into typed arrays, in fetched order.
 
-    Callers apply `columns.order` (if any) to the finished frame.
+    Callers put the frame in order with `newest_first_order()` (numpy's version of
+    `HistoryColumns.order`).
     """
 
     def __init__(self, columns: HistoryColumns) -> None:
         self.columns = columns
         self.n = columns.length
         self._floats: dict[str, np.ndarray] = {}
+        self._missing_text: Any = None
 
     def _constant(self, field: str) -> tuple[bool, Any]:
         constants = self.columns.constants
@@ -38,7 +40,11 @@ class ColumnBuilder:
 
     def strings(self, field: str) -> Any:
         is_constant, value = self._constant(field)
-        if is_constant:  # broadcasting a scalar skips checking every row
+        if is_constant and value is None:
+            if self._missing_text is None:  # made once, copied after: no per-row checks
+                self._missing_text = pd.Series(None, index=pd.RangeIndex(self.n), dtype=STR).array
+            return self._missing_text.copy()
+        if is_constant:
             return pd.Series(value, index=pd.RangeIndex(self.n), dtype=STR).array
         return strings(self.columns.fetched_values(field), self.n)
 
@@ -66,6 +72,13 @@ class ColumnBuilder:
         except TypeError:  # a None among them
             return np.fromiter((np.nan if v is None else v for v in self.columns.fetched_values(field)),
                                dtype=np.float64, count=self.n)
+
+    def newest_first_order(self) -> np.ndarray | None:
+        """The permutation putting rows newest-finished first (ties keep their order), or None."""
+        finished = self.floats("finished_at")
+        if (finished[:-1] >= finished[1:]).all():
+            return None
+        return np.argsort(-finished, kind="stable")
 
     def times(self, field: str) -> pd.DatetimeIndex:
         return times(self.floats(field))

@@ -50,7 +50,8 @@ def build_history(columns: HistoryColumns) -> pd.DataFrame:
     builder = ColumnBuilder(columns)
     data = {field: _column(builder, field, kind) for field, kind in _KINDS.items()}
     frame = pd.DataFrame(data, copy=False)
-    return frame if columns.order is None else frame.take(columns.order).reset_index(drop=True)
+    order = builder.newest_first_order() if columns.in_insert_order else None
+    return frame if order is None else frame.take(order).reset_index(drop=True)
 
 
 def _column(builder: Any, field: str, kind: str) -> Any:
