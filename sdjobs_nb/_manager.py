@@ -845,6 +845,17 @@ class JobManager:
         self._check_open(writing=False)
         return await self._record(job_id)
 
+    async def saved_state(self, job_id: str) -> dict[str, Any]:
+        """Return a job's newest saved state (what a resume starts from) as a dict of field values."""
+        self._check_open(writing=False)
+        row = await self._store.job_data(str(job_id))
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id!r} in library {str(self.path)!r}")
+        try:
+            return _codec.decode_fields(row[2])
+        except Exception as e:
+            raise BrokenJob(f"stored state of job {job_id} is not readable ({e})") from e
+
     async def result(self, job_id: str) -> Any:
         """Return a finished job's result, or raise its error (`JobFailed`, `Cancelled`)."""
         name, outcome = await self._outcome(str(job_id))

@@ -321,3 +321,14 @@ async def test_queued_job_of_a_class_defined_after_open_starts_then(library):
         define()  # the user runs the cell that defines it
         assert await asyncio.wait_for(m.get(queued.id).wait(), 10) == "ran"
         assert queued.id not in m.broken()
+
+
+async def test_saved_state_shows_what_a_resume_starts_from(manager):
+    handle = await manager.dispatch(Steps(total=100_000, every=10**9))
+    await _running(handle)
+    await asyncio.sleep(0.05)
+    await handle.pause()
+    state = await manager.saved_state(handle.id)
+    assert state["total"] == 100_000 and state["done"] > 0
+    with pytest.raises(sj.JobNotFound):
+        await manager.saved_state("nope")
