@@ -174,7 +174,11 @@ def draw_durations(durations: dict[str, Any], *, kind: str = "box", ax: Axes | N
     figure, ax = _figure_and_axes(ax, height=4.0, width=max(6.0, 0.9 * len(named) + 2))
     if kind == "box":
         if named:
-            ax.boxplot(list(named.values()), showfliers=True)
+            parts = ax.boxplot(list(named.values()), showfliers=True, patch_artist=True)
+            for box in parts["boxes"]:
+                box.set(facecolor="#aec7e8", edgecolor="#1f77b4")
+            for line in parts["medians"]:
+                line.set(color="#1f77b4", gid="median")
             ax.set_xticks(range(1, len(named) + 1), list(named), rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("duration (s)")
     else:
