@@ -12,7 +12,7 @@ import ipywidgets as w
 from .._handle import JobHandle
 from .._records import JobEvent, JobRecord
 from .._status import JobStatus
-from ._job import JobWidget, _error_of, pause_reason, row_layout
+from ._job import JobWidget, _error_of, row_layout
 from ._refresh import call_on_loop, existing_refresher, live_loop, refresher_for
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ class Dashboard(w.VBox):
         for row in self._rows.values():
             status = row.status
             counts[status] = counts.get(status, 0) + 1
-            if status is S.PAUSED and pause_reason(row.handle) == INTERRUPTED:
+            if status is S.PAUSED and row.handle.pause_reason == INTERRUPTED:
                 interrupted += 1
         total = len(self._rows)
         parts = [f"<b>{html.escape(self.manager.path.name)}</b>", f"{total:,} job{'' if total == 1 else 's'}"]

@@ -34,6 +34,7 @@ _COLOUR = {
 }
 
 _ONE_LINE = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
+_REASON = {"interrupted": "interrupted", "parent": "with its parent", "job": "by the job"}
 _PENDING = {"pause": "pausing…", "resume": "resuming…", "cancel": "cancelling…"}
 
 
@@ -43,7 +44,7 @@ def title_html(name: str, job_id: str, status: JobStatus, pending: str | None = 
     colour = _COLOUR[BAR_STYLE[status]]
     note = f" · {_PENDING[pending]}" if pending in _PENDING else ""
     if status is S.PAUSED and pause_reason and pause_reason != "user":
-        note = f" ({html.escape(pause_reason)}){note}"
+        note = f" ({html.escape(_REASON.get(pause_reason, pause_reason))}){note}"
     return (
         f'<div style="{_ONE_LINE}" title="{html.escape(name)} {job_id}">'
         f'<b>{html.escape(name)}</b> <span style="color:{colour};font-weight:bold">{status.value}</span>{note} '

@@ -54,15 +54,6 @@ class _Shared:
         return shared
 
 
-def pause_reason(handle: JobHandle) -> str | None:
-    """Return why a paused job is paused ('user', 'interrupted', 'parent', ...), else None."""
-    reason = getattr(handle, "pause_reason", None)  # the public accessor, once the handle has one
-    if reason is None:  # until then, a read-only look at the live entry or the stored record
-        state = getattr(handle, "_entry", None) or getattr(handle, "_record", None)
-        reason = getattr(state, "pause_reason", None)
-    return reason
-
-
 def _resumable(name: str) -> bool:
     try:
         return bool(registry.get(name).IS_RESUMABLE)
@@ -175,7 +166,7 @@ class JobWidget(w.HBox):
         status, progress = handle.current_status, handle.current_progress
         elapsed = handle.metrics.get("elapsed_seconds") if status.is_terminal else None
         count = self.error_count
-        reason = pause_reason(handle) if status is S.PAUSED else None
+        reason = handle.pause_reason if status is S.PAUSED else None
         sent = _set(self.title, value=fmt.title_html(handle.name, handle.id, status, self._pending, reason))
         sent += _set(self.bar, value=fmt.bar_value(progress, status), bar_style=fmt.BAR_STYLE[status])
         sent += _set(self.info, value=fmt.info_html(progress, status, error=handle.error, elapsed=elapsed))
