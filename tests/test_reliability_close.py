@@ -87,13 +87,14 @@ async def test_close_while_jobs_are_mid_checkpoint(tmp_path: Path, attempt: int)
 async def test_closed_mid_checkpoint_jobs_resume_to_the_right_result(tmp_path: Path) -> None:
     library = tmp_path / "library"
     async with sj.JobManager.open(library) as manager:
-        handles = [await manager.dispatch(HeavyCheckpointJob(n=150, salt=s)) for s in range(3)]
-        await asyncio.sleep(0.1)
+        handles = [await manager.dispatch(HeavyCheckpointJob(n=300, salt=s, ballast="b" * 20_000)) for s in range(3)]
+        await asyncio.sleep(0.03)
+    assert {r[0] for r in rows(library, "SELECT status FROM jobs")} == {"paused"}, "finished before the close"
     async with sj.JobManager.open(library) as manager:
         resumed = await manager.resume_interrupted()
         assert sorted(h.id for h in resumed) == sorted(h.id for h in handles)
         for salt, handle in enumerate(handles):
-            assert await within(manager.get(handle.id).wait()) == expected_outcome("rel_ckpt", {"n": 150, "salt": salt})[1]
+            assert await within(manager.get(handle.id).wait()) == expected_outcome("rel_ckpt", {"n": 300, "salt": salt})[1]
 
 
 async def test_close_twice(tmp_path: Path) -> None:
