@@ -85,7 +85,7 @@ class HistoryQuery:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HistoryColumns:
-    """History rows, newest first, column by column.
+    """History rows column by column: newest first, or newest-inserted first (see `order`).
 
     Each of `parts` is (fields, rows): tuples of those fields' values, all parts in the same
     row order. Every other field of HISTORY_FIELDS is either the single value
@@ -413,6 +413,7 @@ async def durations(store: Store, query: HistoryQuery) -> dict[str, str]:
 
 
 def read_durations(conn: sqlite3.Connection, query: HistoryQuery) -> dict[str, str]:
+    """Return {name: durations comma-separated (15 significant digits)}, names in order."""
     where, params = query.where()
     where = f"{where} AND duration_s IS NOT NULL" if where else " WHERE duration_s IS NOT NULL"
     with _snapshot(conn):
@@ -453,7 +454,8 @@ class _reader:
         self._path = db_path
 
     def __enter__(self) -> sqlite3.Connection:
-        self._conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=10.0)
+        uri = f"{self._path.resolve().as_uri()}?mode=ro"  # as_uri escapes '?', '#' and '%' in the path
+        self._conn = sqlite3.connect(uri, uri=True, timeout=10.0)
         return self._conn
 
     def __exit__(self, *exc: Any) -> None:

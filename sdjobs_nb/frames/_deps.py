@@ -6,6 +6,8 @@ from types import ModuleType
 
 from .._errors import MissingExtra
 
+__all__ = ("pandas", "figure_class")
+
 
 def pandas() -> ModuleType:
     """Return pandas, or raise `MissingExtra` naming the extra to install."""

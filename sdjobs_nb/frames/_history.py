@@ -6,9 +6,9 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ManagerClosed
+from .._records import JobRecord
 from .._status import JobStatus
 from .._store import analytics
-from .._records import JobRecord
 from .._store.analytics import TERMINAL_STATUSES, HistoryColumns, MetricsRow
 from . import _deps
 from ._query import history_query, to_epoch
@@ -35,7 +35,21 @@ _KINDS = {
 
 async def history_frame(manager: JobManager, *, name: Any = None, status: Any = None, since: Any = None,
                         until: Any = None, limit: Any = None) -> pd.DataFrame:
-    """Return one row per finished job, newest first (see `JobManager.history`)."""
+    """Return one row per finished job, newest first (see `JobManager.history`).
+
+    Filters: `name` and `status` take one value or a list; `since` (inclusive) and `until`
+    (exclusive) select on `finished_at` and take a datetime or pandas Timestamp (naive ones
+    are local time, as `datetime.timestamp()` reads them), an ISO 8601 string, epoch seconds,
+    a timedelta or a string such as "2h" (that long ago); `limit` keeps the newest rows and
+    reads only those, through the finished_at index. Bad values raise ValueError.
+
+    Columns: text in pandas' own text dtype ("str" from pandas 3); `status` categorical over
+    completed/failed/cancelled; `created_at`, `started_at`, `finished_at` UTC datetimes,
+    truncated to the microsecond so that `since=df.finished_at[i]` includes row i and
+    `until=` excludes it; durations in float seconds; counters int64; `context` the dict
+    given at dispatch (or None). Ties in `finished_at` keep the later-written row first.
+    The frame is read and built on the database thread: the event loop stays free.
+    """
     _deps.pandas()
     check_open(manager)
     query = history_query(name, status, since, until, limit)
@@ -61,7 +75,15 @@ def _column(builder: Any, field: str, kind: str) -> Any:
 
 
 async def metrics_frame(manager: JobManager, *, by: str = "name", since: Any = None) -> pd.DataFrame:
-    """Return counts, failure rate, durations and throughput per `by` value (see `JobManager.metrics`)."""
+    """Return counts, failure rate, durations and throughput per `by` value (see `JobManager.metrics`).
+
+    One row per value of `by` (name, status, version, priority, initiated_by or parent_id),
+    which is the index; `since` selects on finished_at like `history`. `failure_rate` is
+    failed / count; duration statistics use the jobs that started (median and p95 by linear
+    interpolation, as pandas' `quantile`); `items_per_s` is the items of all jobs over the
+    seconds they ran; `queue_wait_mean_s` is the mean wait from dispatch to start.
+    Aggregation runs in SQL; only the durations needed for the quantiles leave SQLite.
+    """
     _deps.pandas()
     check_open(manager)
     if by not in analytics.METRIC_GROUPS:

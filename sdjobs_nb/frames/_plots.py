@@ -39,10 +39,11 @@ async def plot_timeline(manager: JobManager, *, name: Any = None, status: Any = 
     """Return a Gantt-style Figure: one bar per job from its start to its end, coloured by status.
 
     Finished jobs come from `history(name, status, since, until, limit)` (the newest `limit`,
-    100 by default); with `active=True` the unfinished ones are added: running jobs up to
-    now, paused ones up to their pause, queued ones from their creation (hatched). A job that
-    never started is drawn from its creation. Children are drawn under their parent. Pass
-    `ax` to draw into an existing Axes.
+    100 by default); with `active=True` the unfinished ones are added (`name` and `status`
+    apply to them too, `since`/`until` do not): running jobs up to now, paused ones up to
+    their pause, queued ones from their creation (hatched). A job that never started is
+    drawn from its creation. Children are drawn under their parent. Pass `ax` to draw into
+    an existing Axes.
     """
     _deps.figure_class()
     frame = await _timeline_frame(manager, name, status, since, until, limit, active)
@@ -51,25 +52,24 @@ async def plot_timeline(manager: JobManager, *, name: Any = None, status: Any = 
 
 async def _timeline_frame(manager: JobManager, name: Any, status: Any, since: Any, until: Any,
                           limit: Any, active: bool) -> pd.DataFrame:
+    """The jobs to draw: finished ones from history, then (with `active`) the unfinished ones."""
     pd = _deps.pandas()
-    statuses = as_strings(status, "status")
-    finished_statuses = None if statuses is None else [s for s in statuses if s in analytics.TERMINAL_STATUSES]
-    active_statuses = None if statuses is None else [s for s in statuses if s not in analytics.TERMINAL_STATUSES]
-    history_query(name=name, status=finished_statuses, since=since, until=until, limit=limit)  # validate first
+    wanted = as_strings(status, "status")
+    unknown = sorted(set(wanted or ()) - set(STATUS_COLORS))
+    if unknown:
+        raise ValueError(f"status {unknown[0]!r} is not one of {', '.join(STATUS_COLORS)}")
+    finished = None if wanted is None else [s for s in wanted if s in analytics.TERMINAL_STATUSES]
+    unfinished = None if wanted is None else [s for s in wanted if s not in analytics.TERMINAL_STATUSES]
     parts = []
-    if finished_statuses is None or finished_statuses:
-        parts.append(await history_frame(manager, name=name, status=finished_statuses, since=since, until=until,
-                                         limit=limit))
-    if active and (active_statuses is None or active_statuses):
+    if finished != []:
+        parts.append(await history_frame(manager, name=name, status=finished, since=since, until=until, limit=limit))
+    if active and unfinished != []:
         jobs = active_jobs_frame(manager)
-        if name is not None:
-            jobs = jobs[jobs["name"].isin([name] if isinstance(name, str) else list(name))]
-        if active_statuses is not None:
-            unknown = set(active_statuses) - set(STATUS_COLORS)
-            if unknown:
-                raise ValueError(f"status {sorted(unknown)[0]!r} is not one of {', '.join(STATUS_COLORS)}")
-            jobs = jobs[jobs["status"].isin(active_statuses)]
-        parts.append(jobs)
+        names = as_strings(name, "name")
+        keep = jobs["status"].isin(unfinished if unfinished is not None else list(STATUS_COLORS))
+        if names is not None:
+            keep &= jobs["name"].isin(names)
+        parts.append(jobs[keep])
     columns = ["id", "name", "status", "parent_id", "created_at", "started_at", "finished_at", "paused_at"]
     frames = [p.reindex(columns=columns).astype({"status": "object"}) for p in parts]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
