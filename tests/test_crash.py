@@ -17,9 +17,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sdjobs_nb as sj  # noqa: E402
-from _workers.jobs import CheckpointJob, expected_outcome  # noqa: E402
+from _workers.jobs import CheckpointJob, ParentJob, expected_outcome  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
-from _workers.util import Worker, decode, integrity, rows, side_lines, wait_for  # noqa: E402
+from _workers.util import Worker, decode, integrity, rows, side_lines, wait_for, within, write  # noqa: E402
 
 N, K, DELAY = 40, 5, 0.01
 #: side-file lengths at which the worker is killed: first item, around checkpoints, late
@@ -118,3 +118,63 @@ def test_killed_twice_then_resumed(tmp_path: Path) -> None:
     assert first - first_ck <= K
     assert (first_ck + lines_after_second - first) - second_ck <= K
     tally("sigkill_twice", redone_items=(first - first_ck) + (first_ck + lines_after_second - first) - second_ck)
+
+
+# --- crashes between two commits of one operation -------------------------------------------------
+# A kill can land between the commits of a cascade (the parent's row, then each child's). These
+# tests write jobs.db exactly as such a kill leaves it, then open the library as the next kernel.
+
+
+async def _paused_parent_with_children(library: Path) -> tuple[str, list[str]]:
+    async with sj.JobManager.open(library, max_concurrent=4) as manager:
+        parent = await manager.dispatch(ParentJob(n_children=2, child_n=30, delay=0.01))
+        await asyncio.sleep(0.1)
+        await parent.pause()
+        children = [h.id for h in manager.handles() if h.parent_id == parent.id]
+        assert len(children) == 2
+        for child in children:
+            record = await manager.record(child)
+            assert (record.status, record.pause_reason) == (sj.JobStatus.PAUSED, "parent")
+    return parent.id, children
+
+
+def test_crash_between_resuming_a_parent_and_its_children(tmp_path: Path) -> None:
+    """resume(parent) commits the parent as QUEUED, then resumes each child; the kill lands in between."""
+    library = tmp_path / "library"
+    parent_id, children = asyncio.run(_paused_parent_with_children(library))
+    write(library, "UPDATE jobs SET status='queued', pause_reason=NULL, paused_at=NULL WHERE id=?", (parent_id,))
+
+    async def next_kernel() -> int:
+        async with sj.JobManager.open(library, max_concurrent=4) as manager:
+            await manager.resume_interrupted()
+            tally("crash_between_cascade_commits", case="resume")
+            try:
+                return await within(manager.get(parent_id).wait(), 10)
+            except asyncio.TimeoutError:
+                stuck = {c: (await manager.record(c)).pause_reason for c in children}
+                for child in children:  # end the test without leaving the parent waiting
+                    await manager.cancel(child)
+                return f"still waiting after 10 s; children paused with reasons {stuck}"
+
+    expected = expected_outcome("rel_parent", {"n_children": 2, "child_n": 30})[1]
+    assert asyncio.run(next_kernel()) == expected, "the parent waits forever for children paused on its behalf"
+
+
+def test_crash_between_pausing_a_parent_and_its_children(tmp_path: Path) -> None:
+    """pause(parent) commits the parent as PAUSED, then pauses each child; the kill lands in between."""
+    library = tmp_path / "library"
+    parent_id, children = asyncio.run(_paused_parent_with_children(library))
+    write(library, "UPDATE jobs SET status='running', pause_reason=NULL WHERE id IN (?, ?)", tuple(children))
+
+    async def next_kernel() -> int:
+        async with sj.JobManager.open(library, max_concurrent=4) as manager:
+            for child in children:
+                record = await manager.record(child)
+                assert (record.status, record.pause_reason) == (sj.JobStatus.PAUSED, "interrupted")
+            await manager.resume_interrupted()
+            assert (await manager.record(parent_id)).pause_reason == "user"  # the user's pause stands
+            await manager.resume(parent_id)
+            tally("crash_between_cascade_commits", case="pause")
+            return await within(manager.get(parent_id).wait(), 10)
+
+    assert asyncio.run(next_kernel()) == expected_outcome("rel_parent", {"n_children": 2, "child_n": 30})[1]
