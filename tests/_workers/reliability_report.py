@@ -1,0 +1,187 @@
+"""Run the reliability tests and write their counts into RELIABILITY.md.
+
+    .venv/bin/python tests/_workers/reliability_report.py          # everything, slow tests too
+    .venv/bin/python tests/_workers/reliability_report.py --quick  # without the 50-kill loop
+
+Each row of the table is one test function: how many times its fault was tried (its
+parametrized cases, or the facts the tests tallied, such as kills and interrupted jobs) and how
+many of those the library survived (cases that passed). Nothing in the table is typed by hand.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "RELIABILITY.md"
+START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
+FILES = ("test_crash*.py", "test_lock*.py", "test_bad_input*.py", "test_reliability*.py",
+         "test_security*.py", "test_stateful*.py")
+
+#: test function -> the fault it injects (rows appear in this order; unknown tests are appended)
+FAULTS = {
+    "test_sigkill_mid_run_resumes_from_last_checkpoint": "SIGKILL of the process running a checkpointing job, at a set item (1, 4, 5, 6, 13, 22, 37 of 40; checkpoint every 5)",
+    "test_killed_twice_then_resumed": "SIGKILL mid-run, then SIGKILL of the process that resumed it",
+    "test_crash_between_resuming_a_parent_and_its_children": "Kill between resume(parent)'s commit and its children's",
+    "test_crash_between_pausing_a_parent_and_its_children": "Kill between pause(parent)'s commit and its children's",
+    "test_random_kills": "SIGKILL at a random moment of a seeded job mix (default run)",
+    "test_random_kills_full": "SIGKILL at a random moment of a seeded job mix (slow run, 50 seeds)",
+    "test_second_process_is_refused_naming_the_holder_then_takes_over_after_sigkill": "Second owner process while the first runs a job; then the first is SIGKILLed",
+    "test_refusal_names_the_new_owner_not_the_dead_one": "Owner killed, a new owner, a third opener",
+    "test_stale_lock_file_of_a_dead_process_is_taken_over": "Lock file left by a dead process",
+    "test_processes_racing_for_a_new_library_get_exactly_one_owner": "4 processes racing to create and own one library",
+    "test_two_managers_in_one_process": "Second manager on the same library in one process",
+    "test_unknown_job_name_lists_the_known_names": "Unknown job name",
+    "test_bad_data_names_the_field_and_writes_nothing": "Job data with missing, extra or ill-typed fields",
+    "test_data_that_is_not_a_dict": "Job data that is not a dict",
+    "test_ill_typed_instance_is_refused_or_resumable": "Job instance with an ill-typed field (float for int)",
+    "test_unserializable_state_names_the_field": "Unstorable state (files, locks, lambdas, events, objects)",
+    "test_unserializable_context_is_refused": "Unstorable dispatch context",
+    "test_bad_state_at_checkpoint_keeps_the_previous_checkpoint": "Unstorable or too large state at a checkpoint",
+    "test_refused_checkpoint_is_not_counted": "Refused checkpoint and the checkpoint count",
+    "test_state_too_large_at_dispatch": "State over max_state_bytes",
+    "test_corrupt_state_blob_only_breaks_that_job": "Corrupt state blob (not msgpack, list, wrong fields, trailing bytes, empty, pickle)",
+    "test_corrupt_stored_column_only_affects_that_job": "Corrupt progress / metrics / context value of one job",
+    "test_library_path_is_a_file": "Library path that is a file",
+    "test_read_only_view_of_a_missing_library": "Read-only view of a library that does not exist",
+    "test_jobs_db_from_a_newer_schema_is_refused_and_untouched": "jobs.db from a newer schema",
+    "test_jobs_db_that_is_not_sqlite": "jobs.db that is not SQLite (text, random bytes, bad header)",
+    "test_sqlite_database_of_something_else": "jobs.db that is another application's SQLite file",
+    "test_truncated_jobs_db": "jobs.db truncated to half",
+    "test_progress_out_of_range_is_clamped_or_ignored": "Progress out of range (negative, NaN, inf, strings, bools, over total, fraction 2.5)",
+    "test_bad_structured_progress_raises_and_the_job_goes_on": "Huge, deep or non-JSON structured progress",
+    "test_structured_progress_phase_must_be_text": "Structured progress with a non-text phase",
+    "test_not_writable_folder_is_refused_for_writing": "Library folder not writable (as user nobody)",
+    "test_not_writable_folder_can_be_read_read_only": "Read-only view of a folder that is not writable",
+    "test_full_disk_at_dispatch": "Full disk (16 MiB tmpfs) at dispatch",
+    "test_full_disk_during_checkpoint_loses_nothing": "Disk fills up while a job checkpoints",
+    "test_job_that_retries_survives_a_full_disk": "Disk full for 0.5 s under a job that retries its checkpoint",
+    "test_file_size_limit_refuses_writes_and_loses_nothing": "Writes refused by RLIMIT_FSIZE (worker process)",
+    "test_close_while_jobs_are_mid_checkpoint": "close() while jobs are inside checkpoints (100 KB state)",
+    "test_closed_mid_checkpoint_jobs_resume_to_the_right_result": "Resume after close() mid-checkpoint",
+    "test_close_twice": "close() twice",
+    "test_concurrent_closes_both_wait_until_closed": "Two concurrent close() calls",
+    "test_close_with_jobs_that_ignore_check_interrupted": "close() with jobs that never check for interruption (grace 0.2 s)",
+    "test_close_with_a_job_blocked_in_run_blocking": "close() with a job blocked in run_blocking",
+    "test_close_while_a_parent_waits_for_children": "close() while a parent waits for its children",
+    "test_close_racing_pause_and_cancel": "close() racing a pause and a cancel",
+    "test_pickle_payloads_in_stored_blobs_never_run": "Armed pickles (protocols 0-5) in jobs.data / result / progress",
+    "test_hostile_msgpack_state_is_reported_broken": "Hostile msgpack state (dunder keys, unknown ext, huge length claims, 100k nesting)",
+    "test_stored_job_names_are_never_imported": "Stored job names naming importable modules",
+    "test_hostile_strings_round_trip_and_drop_nothing": "SQL-injection strings as name, ids, initiated_by, context, dedup_key",
+    "test_hostile_non_critical_error_messages": "SQL-injection strings as non-critical error messages",
+    "test_log_files_are_named_by_job_id_only": "Job names that look like paths, with file logging on",
+    "test_crafted_job_id_never_names_a_file": "Tampered job id (a path) in jobs.db, with file logging on",
+    "runTest": "Random sequences of dispatch, pause, resume, cancel, checkpoint, close/reopen, failure (hypothesis)",
+}
+
+
+def run_tests(quick: bool, log: Path, junit: Path) -> int:
+    files = sorted({str(p.relative_to(REPO)) for pattern in FILES for p in (REPO / "tests").glob(pattern)})
+    cmd = [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+    if quick:
+        cmd += ["-m", "not slow"]
+    env = {**os.environ, "SDJOBS_RELIABILITY_LOG": str(log)}
+    return subprocess.run(cmd, cwd=REPO, env=env).returncode
+
+
+def outcomes(junit: Path) -> dict[str, list[tuple[str, str]]]:
+    """test function -> [(outcome, first line of the failure)] per case."""
+    found: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+    for case in ET.parse(junit).iter("testcase"):
+        function = re.sub(r"\[.*$", "", case.get("name", ""))
+        bad = next((c for c in case if c.tag in ("failure", "error")), None)
+        skipped = next((c for c in case if c.tag == "skipped"), None)
+        if bad is not None:
+            found[function].append(("failed", (bad.get("message") or "").splitlines()[0][:160]))
+        elif skipped is not None:
+            found[function].append(("skipped", skipped.get("message") or ""))
+        else:
+            found[function].append(("passed", ""))
+    return found
+
+
+def tallies(log: Path) -> dict[str, list[dict]]:
+    facts: dict[str, list[dict]] = collections.defaultdict(list)
+    if log.exists():
+        for line in log.read_text().splitlines():
+            item = json.loads(line)
+            facts[item.pop("fault")].append(item)
+    return facts
+
+
+def details(function: str, facts: dict[str, list[dict]], cases: int) -> str:
+    def total(fault: str, key: str, items: list[dict] | None = None) -> int:
+        return sum(f.get(key, 0) for f in (items if items is not None else facts.get(fault, [])))
+
+    if function.startswith("test_random_kills"):
+        seeds = range(1000, 1050) if function.endswith("_full") else range(0, 8)
+        items = [f for f in facts.get("random_kill", []) if f["seed"] in seeds]
+        return (f"{len(items)} kills; at the kill {total('', 'interrupted', items)} jobs were running "
+                f"(all found PAUSED/interrupted and resumed), {total('', 'paused', items)} paused, "
+                f"{total('', 'queued', items)} queued, {total('', 'terminal', items)} finished (none changed); "
+                f"{total('', 'redone_items', items)} items re-done after a last save")
+    if function == "test_sigkill_mid_run_resumes_from_last_checkpoint":
+        items = facts.get("sigkill_checkpointing_job", [])
+        return f"{total('', 'redone_items', items)} items re-done in all (max {max((f['redone_items'] for f in items), default=0)} per kill, bound 5)"
+    if function == "runTest":
+        items = facts.get("stateful_sequence", [])
+        return (f"{len(items)} sequences of up to 20 steps, {total('', 'jobs', items)} jobs, "
+                f"{total('', 'reopens', items)} close/reopen cycles")
+    if function == "test_pickle_payloads_in_stored_blobs_never_run":
+        return f"{cases} columns x 6 pickle protocols"
+    return ""
+
+
+def table(found: dict[str, list[tuple[str, str]]], facts: dict[str, list[dict]]) -> str:
+    order = list(FAULTS) + sorted(set(found) - set(FAULTS))
+    lines = ["| Fault tried | Times | Survived | Notes |", "|---|---:|---:|---|"]
+    totals = collections.Counter()
+    for function in order:
+        cases = found.get(function)
+        if not cases:
+            continue
+        passed = sum(1 for outcome, _ in cases if outcome == "passed")
+        skipped = sum(1 for outcome, _ in cases if outcome == "skipped")
+        tried = len(cases) - skipped
+        totals["tried"] += tried
+        totals["passed"] += passed
+        notes = details(function, facts, len(cases))
+        failures = sorted({why for outcome, why in cases if outcome == "failed"})
+        if failures:
+            notes = "; ".join(filter(None, [notes, "FAILS: " + " / ".join(failures)]))
+        if skipped:
+            notes = "; ".join(filter(None, [notes, f"{skipped} skipped: {cases[0][1] if cases[0][0] == 'skipped' else ''}"]))
+        survived = f"{passed}" if passed == tried else f"**{passed}**"
+        lines.append(f"| {FAULTS.get(function, function)} | {tried} | {survived} | {notes.replace('|', '/')} |")
+    lines.append(f"| **All** | **{totals['tried']}** | **{totals['passed']}** | |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv
+    with tempfile.TemporaryDirectory() as tmp:
+        log, junit = Path(tmp) / "tally.jsonl", Path(tmp) / "junit.xml"
+        code = run_tests(quick, log, junit)
+        found, facts = outcomes(junit), tallies(log)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    scope = "default run (no slow tests)" if quick else "full run, slow tests included"
+    block = f"{START}\n_Generated by `tests/_workers/reliability_report.py` on {stamp} at commit {commit} ({scope})._\n\n{table(found, facts)}\n{END}"
+    text = DOC.read_text() if DOC.exists() else f"# Reliability\n\n{START}\n{END}\n"
+    DOC.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+    print(f"wrote {DOC} (pytest exit code {code})")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
