@@ -151,6 +151,16 @@ class Boom(sj.Job):
         raise ValueError("disk <full> & gone")
 
 
+@dataclass
+class Parent(sj.Job):
+    NAME = "widget_test_parent"
+    steps: int = 20
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        ids = await ctx.spawn_children([Ticks(total=self.steps, delay=0.005), Ticks(total=self.steps, delay=0.005)])
+        return sum(await ctx.wait_for_children(ids))
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -405,6 +415,20 @@ async def test_non_critical_errors_are_counted_and_listed(manager):
     assert "first &lt;oops&gt;" in widget._detail.value
     widget.errors_button.click()
     await until(lambda: widget._detail.layout.display == "none", what="the list to fold")
+
+
+async def test_children_show_under_their_parent(manager):
+    parent = await manager.dispatch(Parent(steps=30))
+    widget = job_widget(parent)
+    await until(lambda: len([c for c in widget.children if isinstance(c, JobWidget)]) == 2, what="child rows")
+    rows = [c for c in widget.children if isinstance(c, JobWidget)]
+    assert all(row.handle.parent_id == parent.id for row in rows)
+    assert all(row.layout.margin == "0 0 0 1.5em" for row in rows)
+    assert widget.children.index(rows[0]) > widget.children.index(widget.cancel_button)
+    assert await parent.wait() == 60
+    await settled(widget)
+    assert all("30 / 30" in row.info.value and row.bar.bar_style == "success" for row in rows)
+    assert job_widget(rows[0].handle) is not rows[0]  # a child's own widget is not its row in the parent
 
 
 async def test_one_widget_per_job_while_it_is_live(manager):

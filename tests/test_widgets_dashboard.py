@@ -128,7 +128,7 @@ async def test_children_are_indented_under_their_parent(manager):
     assert rows[0].handle.id == other.id and rows[1].handle.id == parent.id
     children = [row.handle for row in rows[2:]]
     assert all(child.parent_id == parent.id for child in children)
-    assert rows[1].layout.margin == "0 0 0 0.0em" and rows[1].layout.flex_flow == "row wrap"
+    assert rows[1].layout.margin == "0 0 0 0em" and rows[1].layout.flex_flow == "row wrap"
     assert all(row.layout.margin == "0 0 0 1.5em" for row in rows[2:])
     await parent.cancel()
     await other.cancel()

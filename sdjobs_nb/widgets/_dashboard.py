@@ -183,7 +183,7 @@ class Dashboard(w.VBox):
     def _depth_layout(self, depth: int) -> w.Layout:
         layout = self._depth_layouts.get(depth)
         if layout is None:
-            layout = self._depth_layouts[depth] = row_layout(margin=f"0 0 0 {1.5 * depth}em")
+            layout = self._depth_layouts[depth] = row_layout(depth)
         return layout
 
     def _render_header(self) -> int:

@@ -26,6 +26,8 @@ log = logging.getLogger("sdjobs_nb.widgets")
 
 S = JobStatus
 
+#: children shown under a parent's widget (the dashboard shows every one)
+MAX_CHILD_ROWS = 50
 #: the status each button asks for; a button is enabled only where that transition is allowed
 _TARGET = {"pause": S.PAUSED, "resume": S.QUEUED, "cancel": S.CANCELLED}
 
@@ -36,12 +38,14 @@ class _Shared:
     _instance: _Shared | None = None
 
     def __init__(self) -> None:
-        # fixed widths that shrink when space is short keep a dashboard's columns aligned
+        # In a wrapping line, items wrap when their bases do not fit and only then grow:
+        # small bases keep one line in a narrow notebook; growth (the bar most) fills a wide page.
         self.row = row_layout()
-        self.title = w.Layout(width="20em", flex="0 1 auto", min_width="8em")
-        self.bar = w.Layout(width="auto", flex="1 1 8em", min_width="4em")
-        self.info = w.Layout(width="16em", flex="0 1 auto", min_width="6em")
+        self.title = w.Layout(flex="1 1 15em", max_width="24em", min_width="6em")
+        self.bar = w.Layout(flex="4 1 6em", width="auto", min_width="4em")
+        self.info = w.Layout(flex="1 1 12em", max_width="22em", min_width="6em")
         self.button = w.Layout(width="auto", flex="0 0 auto")
+        self.child = row_layout(depth=1)
         self.html_style = HTMLStyle()
         self.bar_style = ProgressStyle()
         self.button_style = w.ButtonStyle()
@@ -72,9 +76,12 @@ def _set(widget: w.Widget, **values: Any) -> int:
     return 1
 
 
-def row_layout(margin: str = "0") -> w.Layout:
-    """The layout of a job widget: one line that wraps (the detail line goes below)."""
-    return w.Layout(width="100%", align_items="center", flex_flow="row wrap", margin=margin)
+def row_layout(depth: int = 0) -> w.Layout:
+    """The layout of a job widget indented `depth` levels: one line that wraps (details and
+    children go below it)."""
+    indent = f"{1.5 * depth:g}em"
+    return w.Layout(width=f"calc(100% - {indent})" if depth else "100%", margin=f"0 0 0 {indent}",
+                    align_items="center", flex_flow="row wrap")
 
 
 class JobWidget(w.HBox):
@@ -85,11 +92,15 @@ class JobWidget(w.HBox):
     `MESSAGES_PER_S` comm messages a second, and always to the final state.
     """
 
-    def __init__(self, handle: JobHandle, *, layout: w.Layout | None = None, row: bool = False) -> None:
+    def __init__(self, handle: JobHandle, *, layout: w.Layout | None = None, row: bool = False,
+                 nested: bool = False) -> None:
         self._closed = True  # until built: close() from __del__ of a failed __init__ skips the parts
         shared = _Shared.get()
         self.handle = handle
         self.row = row  # a dashboard's row, not the widget job_widget() hands out
+        self.nested = nested  # a child's row inside its parent's widget
+        self._child_rows: dict[str, JobWidget] = {}
+        self._new_children: dict[str, None] = {}  # children seen in events, rows not built yet
         self.job_id = handle.id
         self.not_before = 0.0
         self.messages_per_s = MESSAGES_PER_S
@@ -116,6 +127,9 @@ class JobWidget(w.HBox):
         super().__init__([self.title, self.bar, self.info, self.pause_button, self.resume_button, self.cancel_button],
                          layout=layout if layout is not None else shared.row)
         self._closed = False
+        if not row:  # a dashboard shows children itself
+            self._new_children.update((h.id, None) for h in handle.manager.handles(active_only=False)
+                                      if h.parent_id == self.job_id)
         self.render()
         self._on_loop(self._watch)
 
@@ -149,6 +163,11 @@ class JobWidget(w.HBox):
             return False
         return can_transition(status, _TARGET[action])
 
+    def note_child(self, job_id: str) -> None:
+        """Show child job `job_id` under this one (the refresher calls this when it is queued)."""
+        if not self.row and job_id not in self._child_rows:
+            self._new_children[job_id] = None
+
     def note_event(self, event: JobEvent) -> None:
         """Count a non-critical error (the refresher calls this for state events of this job)."""
         if event.kind == "non_critical_error":
@@ -175,6 +194,7 @@ class JobWidget(w.HBox):
         for action in _TARGET:
             sent += _set(getattr(self, f"{action}_button"), disabled=not self.enabled(action))
         sent += self._render_detail()
+        sent += self._render_children()
         self._shown_final = self._pending is None and (status.is_terminal or live_loop(handle.manager) is None)
         return sent, False
 
@@ -185,10 +205,34 @@ class JobWidget(w.HBox):
             button = self.errors_button = self._button("", "exclamation-triangle", tooltip, _Shared.get())
             button.disabled, button.button_style = False, "warning"
             button.on_click(lambda _: self._on_loop(self._toggle_errors))
-            children = list(self.children)
-            children.insert(children.index(self.pause_button), button)
-            self.children = tuple(children)
+            self._relayout()
         return self.errors_button
+
+    def _relayout(self) -> int:
+        """Put the parts in order: the line, the detail line, then children's rows."""
+        line = (self.title, self.bar, self.info, self.errors_button, self.pause_button, self.resume_button,
+                self.cancel_button, self._detail)
+        rows = tuple(self._child_rows.values())[:MAX_CHILD_ROWS]
+        children = tuple(part for part in line if part is not None) + rows
+        if children == self.children:
+            return 0
+        self.children = children
+        return 1
+
+    def _render_children(self) -> int:
+        if not self._new_children:
+            return 0
+        layout = _Shared.get().child
+        while self._new_children and len(self._child_rows) < MAX_CHILD_ROWS:
+            job_id = next(iter(self._new_children))
+            del self._new_children[job_id]
+            try:
+                handle = self.handle.manager.get(job_id)
+            except Exception:  # closed meanwhile
+                continue
+            self._child_rows[job_id] = JobWidget(handle, layout=layout, nested=True)
+        self._new_children.clear()  # beyond MAX_CHILD_ROWS: the dashboard shows them all
+        return self._relayout()
 
     def _render_detail(self) -> int:
         parts = []
@@ -199,11 +243,12 @@ class JobWidget(w.HBox):
             parts.append("<i>loading…</i>" if errors is None else fmt.error_list_html(errors))
         if not parts and self._detail is None:
             return 0
+        sent = 0
         if self._detail is None:
-            self._detail = w.HTML(layout=w.Layout(width="100%"))
-            self.children = (*self.children, self._detail)
+            self._detail = w.HTML(layout=w.Layout(width="100%", max_height="16em", overflow="auto"))
+            sent += self._relayout()
         value = "".join(parts)
-        return _set(self._detail, value=value) + _set(self._detail.layout, display="" if value else "none")
+        return sent + _set(self._detail, value=value) + _set(self._detail.layout, display="" if value else "none")
 
     def _render_now(self) -> None:
         self.render()
@@ -296,7 +341,7 @@ class JobWidget(w.HBox):
         self._closed = True
         self._on_loop(self._unwatch)
         for part in (self.title, self.bar, self.info, self.errors_button, self.pause_button,
-                     self.resume_button, self.cancel_button, self._detail):
+                     self.resume_button, self.cancel_button, self._detail, *self._child_rows.values()):
             if part is not None:
                 part.close()
         super().close()
@@ -313,7 +358,7 @@ def job_widget(handle: JobHandle) -> JobWidget:
     refresher = refresher_for(handle.manager) if _on_manager_loop(handle) else None
     if refresher is not None:
         for view in refresher.watched(handle.id):
-            if isinstance(view, JobWidget) and not view.row and not view._closed:
+            if isinstance(view, JobWidget) and not (view.row or view.nested or view._closed):
                 return view
     return JobWidget(handle)
 

@@ -48,6 +48,9 @@ class View(Protocol):
     def note_event(self, event: JobEvent) -> None:
         """Take note of a state change (not progress) of the job shown."""
 
+    def note_child(self, job_id: str) -> None:
+        """Take note of a new child of the job shown."""
+
     def render(self, deadline: float) -> tuple[int, bool]:
         """Bring the widget up to date; return (comm messages sent, whether work is left)."""
 
@@ -160,6 +163,10 @@ class Refresher:
         for view in self._views.get(event.job_id, ()):
             view.note_event(event)
             self.mark(view, urgent=True)
+        if event.kind == "queued" and event.parent_id is not None:
+            for view in self._views.get(event.parent_id, ()):
+                view.note_child(event.job_id)
+                self.mark(view, urgent=True)
         for board in self._boards:
             board.note_event(event)
             self.mark(board)
