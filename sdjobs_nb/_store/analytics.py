@@ -94,13 +94,13 @@ class HistoryColumns:
     """
 
     length: int
-    parts: tuple[tuple[tuple[str, ...], list[tuple]], ...]
+    parts: tuple[tuple[tuple[str, ...], Sequence[tuple]], ...]
     constants: dict[str, Any] = dataclasses.field(default_factory=dict)
     derived: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     in_insert_order: bool = False
 
     @classmethod
-    def of_rows(cls, fields: tuple[str, ...], rows: list[tuple]) -> HistoryColumns:
+    def of_rows(cls, fields: tuple[str, ...], rows: Sequence[tuple]) -> HistoryColumns:
         return cls(len(rows), ((fields, rows),))
 
     def fetched_values(self, field: str) -> Iterator[Any]:
@@ -236,13 +236,11 @@ class _Shortcuts:
     @classmethod
     def from_sample(cls, sample: list[tuple]) -> _Shortcuts:
         """The candidates: what holds on every row of the sample."""
-        position = {f: i for i, f in enumerate(HISTORY_FIELDS)}
-        first = sample[0]
-        constants = {f: first[i] for f, i in position.items()
-                     if f != "finished_at" and all(row[i] == first[i] for row in sample)}
+        columns = dict(zip(HISTORY_FIELDS, zip(*sample)))
+        constants = {f: values[0] for f, values in columns.items()
+                     if f != "finished_at" and values.count(values[0]) == len(values)}
         derived = {f: (a, b) for f, (a, b) in _DIFFERENCES.items()
-                   if f not in constants and all(row[position[f]] == _minus(row[position[a]], row[position[b]])
-                                                 for row in sample)}
+                   if f not in constants and all(map(operator.eq, columns[f], map(_minus, columns[a], columns[b])))}
         return cls(constants, derived)
 
     def __bool__(self) -> bool:

@@ -6,8 +6,10 @@ constant ones are filled without touching rows, and differences are computed in 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -22,17 +24,30 @@ STR = pd.Series(["text"]).dtype
 
 
 class ColumnBuilder:
-    """Turns the fields of one `HistoryColumns` into typed arrays, in fetched order.
-
-    Callers put the frame in order with `newest_first_order()` (numpy's version of
-    `HistoryColumns.order`).
-    """
+    """Turns the fields of one `HistoryColumns` into typed arrays, newest first."""
 
     def __init__(self, columns: HistoryColumns) -> None:
         self.columns = columns
         self.n = columns.length
         self._floats: dict[str, np.ndarray] = {}
         self._missing_text: Any = None
+        if columns.in_insert_order:
+            self._put_newest_first()
+
+    def _put_newest_first(self) -> None:
+        """Reorder the fetched rows if jobs finished out of insert order (numpy's `HistoryColumns.order`).
+
+        Moving row tuples is one pointer shuffle per part; reordering finished columns
+        instead would copy every one of them.
+        """
+        finished = self.floats("finished_at")
+        if (finished[:-1] >= finished[1:]).all():
+            return
+        order = np.argsort(-finished, kind="stable")  # stable: ties keep newest-inserted first
+        pick = itemgetter(*order.tolist())  # out of order means at least two rows: pick gives a tuple
+        parts = tuple((fields, pick(rows)) for fields, rows in self.columns.parts)
+        self.columns = dataclasses.replace(self.columns, parts=parts, in_insert_order=False)
+        self._floats = {field: values[order] for field, values in self._floats.items()}
 
     def _constant(self, field: str) -> tuple[bool, Any]:
         constants = self.columns.constants
@@ -72,13 +87,6 @@ class ColumnBuilder:
         except TypeError:  # a None among them
             return np.fromiter((np.nan if v is None else v for v in self.columns.fetched_values(field)),
                                dtype=np.float64, count=self.n)
-
-    def newest_first_order(self) -> np.ndarray | None:
-        """The permutation putting rows newest-finished first (ties keep their order), or None."""
-        finished = self.floats("finished_at")
-        if (finished[:-1] >= finished[1:]).all():
-            return None
-        return np.argsort(-finished, kind="stable")
 
     def times(self, field: str) -> pd.DatetimeIndex:
         return times(self.floats(field))

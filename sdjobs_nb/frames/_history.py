@@ -63,9 +63,7 @@ def build_history(columns: HistoryColumns) -> pd.DataFrame:
 
     builder = ColumnBuilder(columns)
     data = {field: _column(builder, field, kind) for field, kind in _KINDS.items()}
-    frame = pd.DataFrame(data, copy=False)
-    order = builder.newest_first_order() if columns.in_insert_order else None
-    return frame if order is None else frame.take(order).reset_index(drop=True)
+    return pd.DataFrame(data, copy=False)
 
 
 def _column(builder: Any, field: str, kind: str) -> Any:
