@@ -173,8 +173,12 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_history(args: argparse.Namespace) -> int:
-    exporting = args.csv or args.json
-    limit = None if args.all else args.limit if args.limit is not None else None if exporting else TABLE_LIMIT
+    if args.all:
+        limit = None
+    elif args.limit is not None:
+        limit = args.limit
+    else:  # a table is for reading: the newest few; an export takes everything
+        limit = None if args.csv or args.json else TABLE_LIMIT
     query = history_query(name=args.name, status=args.status, since=args.since, until=args.until, limit=limit)
     async with _open_reader(args.library) as manager:
         rows = await analytics.history(manager.store, query, _plain_rows)
@@ -337,16 +341,22 @@ async def _requeue(manager: JobManager, record: JobRecord) -> list[str]:
 async def cmd_demo(args: argparse.Namespace) -> int:
     if args.items < 1 or args.delay < 0:
         raise CommandError("--items must be >= 1 and --delay >= 0")
-    jobs = _demo_jobs()
+    jobs = _demo_jobs()  # defined before the library opens, so its queued demo jobs start
     folder = Path(args.library).expanduser()
     print(f"library: {folder}  (Ctrl-C pauses the jobs; run the demo again to resume them)")
     async with JobManager.open(folder, max_concurrent=2) as manager:
-        handles = await manager.resume_interrupted()
-        if handles:
-            print(f"resuming {len(handles)} job(s) interrupted last time")
-        else:
+        resumed = await manager.resume_interrupted()
+        handles = manager.handles()
+        if resumed:
+            print(f"resuming {len(resumed)} job(s) interrupted last time")
+        if not handles:
             handles = [await manager.dispatch(job(args.items, args.delay), initiated_by="sdjobs demo") for job in jobs]
-        await _watch(handles, sys.stdout)
+        try:
+            await _watch(handles, sys.stdout)
+        except asyncio.CancelledError:
+            print("\ninterrupted: the running jobs are paused and saved; run the demo again to resume them",
+                  file=sys.stderr)
+            raise
     print("\nlook at them with:")
     print(f"  sdjobs history {_quote(folder)}")
     print(f"  sdjobs show {_quote(folder)} {handles[-1].id[:SHORT_ID]}")

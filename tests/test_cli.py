@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from importlib import metadata
 
@@ -130,6 +132,26 @@ def test_demo_runs_and_leaves_history(tmp_path):
     rows = json.loads(ok("history", library, "--json"))
     assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed"]
     assert {r["name"] for r in rows} == {"sdjobs_demo.count", "sdjobs_demo.download", "sdjobs_demo.flaky"}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+def test_demo_pauses_on_ctrl_c_and_resumes(tmp_path):
+    library = tmp_path / "demo"
+    demo = subprocess.Popen([sys.executable, "-m", "sdjobs_nb", "demo", str(library), "--items", "400", "--delay", "0.02"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while "running" not in sdjobs("list", library).stdout:
+        assert time.monotonic() < deadline and demo.poll() is None
+        time.sleep(0.2)
+    demo.send_signal(signal.SIGINT)
+    out, err = demo.communicate(timeout=60)
+    assert demo.returncode == 130 and "interrupted: the running jobs are paused" in err
+    paused = json.loads(ok("list", library, "--json"))
+    assert {j["status"] for j in paused} <= {"paused", "queued"} and any(j["pause_reason"] == "interrupted" for j in paused)
+    out = ok("demo", library, "--delay", "0")
+    assert "resuming" in out and out.count("completed") == 2 and "failed" in out
+    assert len(json.loads(ok("history", library, "--json"))) == 3
 
 
 def test_main_runs_in_process(tmp_path, capsys):
