@@ -205,3 +205,28 @@ def test_random_kills(tmp_path: Path, seed: int) -> None:
 @pytest.mark.parametrize("seed", FULL_SEEDS)
 def test_random_kills_full(tmp_path: Path, seed: int) -> None:
     crash_once(tmp_path, seed)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_expected_outcomes_match_an_uninterrupted_run(tmp_path: Path, seed: int) -> None:
+    """The answers the kill loop checks against are what a run that is never interrupted gives."""
+    import dataclasses
+
+    from _workers.worker import mix_jobs
+
+    jobs = [dataclasses.replace(job, delay=0.0) for job in mix_jobs(random.Random(seed), side="")]
+    async with sj.JobManager.open(tmp_path / "library", max_concurrent=8) as manager:
+        handles = [await manager.dispatch(job) for job in jobs]
+        while manager.handles():
+            for handle in manager.handles():
+                if handle.current_status is sj.JobStatus.PAUSED:  # the self-pausing job
+                    await handle.resume()
+            await asyncio.sleep(0.01)
+        for job, handle in zip(jobs, handles):
+            want_status, want = expected_outcome(job.NAME, dataclasses.asdict(job))
+            try:
+                got_status, got = "completed", await handle.wait()
+            except sj.JobFailed as e:
+                got_status, got = "failed", e.message
+            assert got_status == want_status
+            assert got == want if want_status == "completed" else want in got

@@ -120,7 +120,7 @@ async def test_two_managers_in_one_process(tmp_path: Path) -> None:
     library = tmp_path / "library"
     first = await sj.JobManager.open(library)
     try:
-        handle = await first.dispatch(CheckpointJob(n=2000, k=100, delay=0.001))
+        handle = await first.dispatch(CheckpointJob(n=600, k=100, delay=0.001))
         with pytest.raises(sj.LibraryLocked) as caught:
             await sj.JobManager.open(library)
         assert caught.value.pid == os.getpid()
@@ -134,5 +134,5 @@ async def test_two_managers_in_one_process(tmp_path: Path) -> None:
         record = await second.record(handle.id)
         assert (record.status, record.pause_reason) == (sj.JobStatus.PAUSED, "interrupted")
         resumed = await second.resume_interrupted()
-        assert await resumed[0].wait() == expected_outcome("rel_ckpt", {"n": 2000})[1]
+        assert await resumed[0].wait() == expected_outcome("rel_ckpt", {"n": 600})[1]
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -132,6 +132,16 @@ class JobMachine(RuleBasedStateMachine):
         handle = self.run(self.manager.dispatch(job))  # type: ignore[union-attr]
         self.specs[handle.id] = job
         return handle.id
+
+    @rule(target=jobs, shapes=st.lists(st.tuples(st.integers(1, 12), st.integers(-3, 11)), min_size=2, max_size=4))
+    def dispatch_several(self, shapes: list[tuple[int, int]]) -> Any:
+        ids = []
+        for steps, fail_at in shapes:  # a negative or too large fail_at never fails
+            job = J.StepJob(token=str(uuid.uuid4()), steps=steps, fail_at=fail_at if fail_at < steps else -1)
+            handle = self.run(self.manager.dispatch(job))  # type: ignore[union-attr]
+            self.specs[handle.id] = job
+            ids.append(handle.id)
+        return multiple(*ids)
 
     @rule(job_id=jobs)
     def pause(self, job_id: str) -> None:
