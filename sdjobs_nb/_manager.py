@@ -550,9 +550,13 @@ class JobManager:
         self._emit(kind, entry, error=outcome.error, result=_summary(outcome.result))
 
     async def _commit_safely(self) -> None:
-        """Commit even if the surrounding task is being cancelled: these writes must land."""
+        """Commit even if the surrounding task is being cancelled: these writes must land.
+
+        Staged writes are sent whether or not anyone waits, so a cancelled waiter only needs to
+        wait again before it lets the cancellation through.
+        """
         try:
-            await asyncio.shield(self._store.commit())
+            await self._store.commit()
         except asyncio.CancelledError:
             await self._store.commit()
             raise
