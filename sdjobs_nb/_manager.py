@@ -786,10 +786,10 @@ class JobManager:
         self._release_slot(parent)
         try:
             outcomes = await self._wait_outcomes(parent, ids)
-        except Interrupted:
+        except (Interrupted, asyncio.CancelledError):
             raise  # the parent stops now: it needs no slot back
         except BaseException:
-            await self._acquire_slot(parent)
+            await self._acquire_slot(parent)  # it may catch ChildFailed and go on
             raise
         await self._acquire_slot(parent)
         return [outcome.result for _, outcome in outcomes]
