@@ -664,9 +664,9 @@ class JobManager:
         if entry.status is S.QUEUED:
             now = time.time()
             entry.pause_reason = reason
+            entry.set_status(S.PAUSED)  # at once, so the scheduler cannot start it while the write commits
             self._store.stage(st.SET_PAUSED, (reason, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
             await self._store.commit()
-            entry.set_status(S.PAUSED)
             self._emit("paused", entry)
         elif entry.status is S.RUNNING:
             await self._interrupt_and_wait(entry, "pause", reason)
