@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import time
 from dataclasses import dataclass, field
 
 import sdjobs_nb as sj
@@ -85,6 +86,24 @@ class LateSpawn(sj.Job):
         ids = await ctx.spawn_children([dataclasses.replace(c) for c in self.children])
         SPAWNED.setdefault(ctx.job_id, []).append(ids)
         return await ctx.wait_for_children(ids)
+
+
+@dataclass
+class Impatient(sj.Job):
+    """Waits `patience` s for its children, then goes on with its own work; returns when that ran."""
+
+    NAME = "children_impatient"
+    patience: float
+    children: list[Square] = field(default_factory=list)
+
+    async def run(self, ctx: sj.JobContext) -> float:
+        ids = await ctx.spawn_children([dataclasses.replace(c) for c in self.children])
+        SPAWNED.setdefault(ctx.job_id, []).append(ids)
+        try:
+            await asyncio.wait_for(ctx.wait_for_children(ids), self.patience)
+        except asyncio.TimeoutError:
+            pass
+        return time.time()  # its own work runs now, in a slot
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import sdjobs_nb as sj
-from children_worker import SPAWNED, FanOut, LateSpawn, Nested, Square, TwoRounds
+from children_worker import SPAWNED, FanOut, Impatient, LateSpawn, Nested, Square, TwoRounds
 from support import db_rows
 
 S = sj.JobStatus
@@ -88,6 +88,18 @@ async def test_a_parent_waiting_for_children_holds_no_slot(library):
         # grandchildren too: every waiting level gives its slot away
         nested = await manager.dispatch(Nested(depth=2, width=2))
         assert await asyncio.wait_for(nested.wait(), 10) == 4
+
+
+async def test_a_parent_that_stops_waiting_on_its_own_takes_a_slot_again(library):
+    """A wait the job itself abandons (asyncio.wait_for timeout) gives the slot back to the parent."""
+    async with sj.JobManager.open(library, max_concurrent=1) as manager:
+        parent = await manager.dispatch(Impatient(0.2, [slow(1, 1.0)]))
+        went_on_at = await asyncio.wait_for(parent.wait(), 10)
+        child_id = SPAWNED[parent.id][-1][0]
+        await asyncio.wait_for(manager.get(child_id).wait(), 10)
+        child = await manager.record(child_id)
+        # max_concurrent=1: the parent's own work waits until the child frees the only slot
+        assert went_on_at >= child.finished_at - 0.05, f"ran {child.finished_at - went_on_at:.2f} s beside its child"
 
 
 # --- failures ----------------------------------------------------------------------------------
@@ -234,6 +246,37 @@ async def test_pause_is_prompt_when_children_hold_every_slot(library):
 
 async def _status_is(manager: sj.JobManager, job_id: str, status: S) -> bool:
     return (await manager.record(job_id)).status is status
+
+
+async def test_pause_with_no_grace_period_is_prompt_when_children_hold_every_slot(library):
+    """grace_period=0 stops the waiting parent's task at once; it must not then queue for a slot."""
+    async with sj.JobManager.open(library, max_concurrent=1, grace_period=0) as manager:
+        parent = await manager.dispatch(FanOut([Square(1, steps=10, delay=0.3), Square(2, steps=10, delay=0.3)]))
+        await wait_until(lambda: _has_children(parent.id, 2), what="children spawned")
+        running, queued = SPAWNED[parent.id][-1]
+        await wait_until(lambda: _status_is(manager, running, S.RUNNING), what="first child running")
+        started = time.monotonic()
+        await asyncio.wait_for(manager.pause(parent.id), 15)
+        took = time.monotonic() - started
+        children = [await manager.record(i) for i in (running, queued)]
+        assert took < 1.0, f"pause() took {took:.1f} s; children: {[(c.status.value, c.pause_reason) for c in children]}"
+        assert [(c.status, c.pause_reason) for c in children] == [(S.PAUSED, "parent")] * 2
+
+
+async def test_close_with_no_grace_period_while_a_parent_waits_does_not_hang(library):
+    manager = await sj.JobManager.open(library, max_concurrent=1, grace_period=0)
+    try:
+        parent = await manager.dispatch(FanOut([Square(1, steps=4, delay=0.3), Square(2, steps=4, delay=0.3)]))
+        await wait_until(lambda: _has_children(parent.id, 2), what="children spawned")
+        ids = SPAWNED[parent.id][-1]
+        await wait_until(lambda: _status_is(manager, ids[0], S.RUNNING), what="first child running")
+    finally:
+        await asyncio.wait_for(manager.close(), 5)  # TimeoutError here: close() hung
+    async with sj.JobManager.open(library) as manager:
+        await manager.resume_interrupted()
+        out = await asyncio.wait_for(manager.get(parent.id).wait(), 15)
+        assert out["ids"] == ids and out["results"] == [1, 4]
+    assert [cid for cid, _, _ in child_rows(library, parent.id)] == ids
 
 
 # a request that arrives while the parent is busy before spawn_children: the children it then
