@@ -251,6 +251,15 @@ async def test_large_history_matches_the_table(manager, library):
     assert len(df) == n
     truth = db_frame(library)
     pd.testing.assert_frame_equal(df.reset_index(drop=True), truth, check_dtype=False)
+    for filters, keep in (({"name": ["job3", "job5"]}, truth["name"].isin(["job3", "job5"])),
+                          ({"since": 1e9 + 1000}, truth["finished_at"] >= pd.Timestamp(1e9 + 1000, unit="s", tz="UTC")),
+                          ({"status": "completed", "until": 1e9 + 4000},
+                           (truth["status"] == "completed") & (truth["finished_at"] < pd.Timestamp(1e9 + 4000, unit="s", tz="UTC")))):
+        pd.testing.assert_frame_equal(await manager.history(**filters), truth[keep].reset_index(drop=True),
+                                      check_dtype=False, check_categorical=False)
+        pd.testing.assert_frame_equal(await manager.history(**filters, limit=1300),
+                                      truth[keep].iloc[:1300].reset_index(drop=True),
+                                      check_dtype=False, check_categorical=False)
 
 
 async def test_large_history_constant_columns_and_limits(manager, library):

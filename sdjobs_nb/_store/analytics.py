@@ -194,27 +194,31 @@ def read_history(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryColumn
             fetched = shortcuts.others()
             rows = conn.execute(f"SELECT {_select(fetched)} {selection}", params).fetchall()
             return HistoryColumns(len(rows), ((fetched, rows),), shortcuts.constants, shortcuts.derived)
-        return _read_all(conn, where, params, _Shortcuts.from_sample(sample))
+        return _read_all(conn, query, _Shortcuts.from_sample(sample))
 
 
-def _read_all(conn: sqlite3.Connection, where: str, params: list[Any], candidates: _Shortcuts) -> HistoryColumns:
+def _read_all(conn: sqlite3.Connection, query: HistoryQuery, candidates: _Shortcuts) -> HistoryColumns:
     """Read every selected row, confirming the shortcuts on a second connection meanwhile.
 
     The check is SQLite work alone (no GIL), so it runs beside the fetch, which is mostly
-    Python work. Rows come newest-inserted first (see `HistoryColumns.order`).
+    Python work. Without a name or time filter, rows come from a reverse table scan, newest
+    inserted first (see `HistoryColumns.order`); with one, an index picks them in order.
     """
+    where, params = query.where()
     source = f"FROM job_history{where}"
+    in_insert_order = not (query.names or query.since is not None or query.until is not None)
+    order = "ORDER BY rowid DESC" if in_insert_order else "ORDER BY finished_at DESC, rowid DESC"
     check = _ParallelCheck.start(conn, candidates, source, params) if candidates else None
     fetched = candidates.others()
-    rows = conn.execute(f"SELECT {_select(fetched)} {source} ORDER BY rowid DESC", params).fetchall()
+    rows = conn.execute(f"SELECT {_select(fetched)} {source} {order}", params).fetchall()
     parts = [(fetched, rows)]
     shortcuts = candidates
     if check is not None:
         shortcuts = check.result() or candidates.confirmed(conn, source, params)
         broken = tuple(f for f in HISTORY_FIELDS if f in candidates.fields() and f not in shortcuts.fields())
         if broken:
-            parts.append((broken, conn.execute(f"SELECT {_select(broken)} {source} ORDER BY rowid DESC", params).fetchall()))
-    return HistoryColumns(len(rows), tuple(parts), shortcuts.constants, shortcuts.derived, in_insert_order=True)
+            parts.append((broken, conn.execute(f"SELECT {_select(broken)} {source} {order}", params).fetchall()))
+    return HistoryColumns(len(rows), tuple(parts), shortcuts.constants, shortcuts.derived, in_insert_order)
 
 
 def _select(fields: Sequence[str]) -> str:
@@ -278,7 +282,7 @@ class _Shortcuts:
         if not conn.execute(any_breaks, [*params, *values]).fetchone()[0]:
             return self
         per_field = ", ".join(f"count(*) FILTER (WHERE {sql})" for sql in checks)
-        counts = conn.execute(f"SELECT {per_field} FROM ({inner})", [*params, *values]).fetchone()
+        counts = conn.execute(f"SELECT {per_field} FROM ({inner})", [*values, *params]).fetchone()  # SQL order
         return self.keep({f for f, n in zip([*self.constants, *self.derived], counts) if n == 0})
 
 
