@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._records import JobRecord
-from .store import SELECT_ACTIVE, SELECT_RECORD, Store, record_from_row
+from .store import SELECT_ACTIVE, SELECT_RECORD, Store, read_only_uri, record_from_row
 
 __all__ = (
     "HISTORY_FIELDS", "TERMINAL_STATUSES", "METRIC_GROUPS", "HistoryQuery", "HistoryColumns",
@@ -456,8 +456,7 @@ class _reader:
         self._path = db_path
 
     def __enter__(self) -> sqlite3.Connection:
-        uri = f"{self._path.resolve().as_uri()}?mode=ro"  # as_uri escapes '?', '#' and '%' in the path
-        self._conn = sqlite3.connect(uri, uri=True, timeout=10.0)
+        self._conn = sqlite3.connect(read_only_uri(self._path), uri=True, timeout=10.0)
         return self._conn
 
     def __exit__(self, *exc: Any) -> None:

@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS job_history (
 );
 CREATE INDEX IF NOT EXISTS history_by_finished ON job_history (finished_at);
 CREATE INDEX IF NOT EXISTS history_by_name ON job_history (name, finished_at);
+-- covers metrics(): per-name counts, duration quantiles from index order, items and queue wait
+CREATE INDEX IF NOT EXISTS history_by_name_duration ON job_history (name, duration_s, status, items, queue_wait_s, finished_at);
 
 CREATE TABLE IF NOT EXISTS job_checkpoints (
     job_id      TEXT PRIMARY KEY,

@@ -106,6 +106,11 @@ def record_from_row(row: Iterable[Any]) -> JobRecord:
     )
 
 
+def read_only_uri(db_path: Path, *, immutable: bool = False) -> str:
+    """A `file:` URI that opens jobs.db read-only; escapes '?', '#' and '%' in folder names."""
+    return db_path.resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
+
+
 def _prepare_folder(folder: Path, read_only: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         raise LibraryError(f"library path {str(folder)!r} is a file; a library is a folder (give a folder path)")
@@ -141,10 +146,10 @@ class Store:
         if not read_only:
             return cls(await _connect(db_path, str(db_path), read_only=False, durable=durable), db_path, False)
         try:
-            db = await _connect(db_path, f"file:{db_path}?mode=ro", read_only=True, durable=False)
+            db = await _connect(db_path, read_only_uri(db_path), read_only=True, durable=False)
         except LibraryError:
             # a folder we cannot write: SQLite cannot make the WAL index there, so read the file as is
-            db = await _connect(db_path, f"file:{db_path}?mode=ro&immutable=1", read_only=True, durable=False)
+            db = await _connect(db_path, read_only_uri(db_path, immutable=True), read_only=True, durable=False)
         return cls(db, db_path, True)
 
     async def close(self) -> None:
@@ -247,7 +252,7 @@ class Store:
     def job_sync(self, job_id: str) -> JobRecord | None:
         """Read one record by primary key without awaiting (a sub-millisecond WAL read)."""
         if self._sync_reader is None:
-            self._sync_reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self._sync_reader = sqlite3.connect(read_only_uri(self.path), uri=True, check_same_thread=False)
         row = self._sync_reader.execute(SELECT_JOB, (job_id,)).fetchone()
         return None if row is None else record_from_row(row)
 
