@@ -71,7 +71,25 @@ class JobHandle:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return dict(self._entry.metrics if self._entry is not None else self._record.metrics)  # type: ignore[union-attr]
+        """Items, bytes, checkpoints, errors, elapsed time and memory: live while it runs."""
+        entry = self._entry
+        if entry is not None and entry.ctx is not None:
+            return entry.ctx.get_metrics()
+        return dict(entry.metrics if entry is not None else self._record.metrics)  # type: ignore[union-attr]
+
+    @property
+    def priority(self) -> int:
+        return self._entry.priority if self._entry is not None else self._record.priority  # type: ignore[union-attr]
+
+    @property
+    def created_at(self) -> float:
+        """When it was dispatched (epoch seconds)."""
+        return self._entry.created_at if self._entry is not None else self._record.created_at  # type: ignore[union-attr]
+
+    @property
+    def started_at(self) -> float | None:
+        """When it first ran (epoch seconds), or None."""
+        return self._entry.started_at if self._entry is not None else self._record.started_at  # type: ignore[union-attr]
 
     async def wait(self) -> Any:
         """Wait for the job to finish and return its result; raise `JobFailed` or `Cancelled`."""
