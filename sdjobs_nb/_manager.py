@@ -159,16 +159,20 @@ class JobManager:
         await self._store.commit()
         for job_id, name, version, blob in await self._store.queued_data():
             entry = self._entries.get(job_id)
-            if entry is None:
-                continue
-            try:
-                entry.job = registry.create(name, version, blob)
-            except (UnknownJob, VersionMismatch, BrokenJob) as e:
-                self._set_aside(entry, e)
-                continue
-            entry.cls = type(entry.job)
-            self._push(entry)
+            if entry is not None:
+                self._enqueue_stored(entry, name, version, blob)
         self._schedule()
+
+    def _enqueue_stored(self, entry: JobEntry, name: str, version: int, blob: bytes) -> None:
+        """Re-create a queued job from its stored state and queue it, or set it aside as broken."""
+        try:
+            entry.job = registry.create(name, version, blob)
+        except (UnknownJob, VersionMismatch, BrokenJob) as e:
+            self._set_aside(entry, e)
+            return
+        self._broken.pop(entry.id, None)
+        entry.cls = type(entry.job)
+        self._push(entry)
 
     def _recover_running(self, entry: JobEntry, now: float) -> None:
         """A job RUNNING in jobs.db at open was running when its process died."""
@@ -397,13 +401,9 @@ class JobManager:
         for entry in entries:
             if entry.status is not S.QUEUED or entry.job is not None or self._closing:
                 continue
-            try:
-                entry.job = await self._materialize(entry)
-            except (UnknownJob, VersionMismatch, BrokenJob) as e:
-                self._set_aside(entry, e)
-                continue
-            entry.cls = type(entry.job)
-            self._push(entry)
+            row = await self._store.job_data(entry.id)
+            if row is not None:
+                self._enqueue_stored(entry, *row)
         self._schedule()
 
     def _set_aside(self, entry: JobEntry, error: Exception) -> None:
