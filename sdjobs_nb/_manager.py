@@ -786,8 +786,12 @@ class JobManager:
         self._release_slot(parent)
         try:
             outcomes = await self._wait_outcomes(parent, ids)
-        except (Interrupted, asyncio.CancelledError):
+        except Interrupted:
             raise  # the parent stops now: it needs no slot back
+        except asyncio.CancelledError:
+            if not (parent.forced or parent.interrupt is not None):
+                await self._acquire_slot(parent)  # its own code gave up waiting (a timeout) and goes on
+            raise
         except BaseException:
             await self._acquire_slot(parent)  # it may catch ChildFailed and go on
             raise
