@@ -19,8 +19,13 @@ def job_logger(job_id: str, name: str, log_dir: Path | None) -> logging.Logger:
     log = logging.Logger(f"sdjobs_nb.jobs.{name}.{job_id[:8]}")
     log.parent = _PARENT
     if log_dir is not None:
+        try:
+            file_name = f"{uuid.UUID(job_id)}.log"
+        except ValueError:  # a tampered id never names a file
+            log.warning("job id %.80r is not a UUID; its records are not written to a file", job_id)
+            return log
         log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_dir / f"{uuid.UUID(job_id)}.log", encoding="utf-8", delay=True)
+        handler = logging.FileHandler(log_dir / file_name, encoding="utf-8", delay=True)
         handler.setFormatter(_FORMAT)
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)

@@ -166,6 +166,7 @@ class JobManager:
     def _enqueue_stored(self, entry: JobEntry, name: str, version: int, blob: bytes) -> None:
         """Re-create a queued job from its stored state and queue it, or set it aside as broken."""
         try:
+            _check_stored_id(entry.id)
             entry.job = registry.create(name, version, blob)
         except (UnknownJob, VersionMismatch, BrokenJob) as e:
             self._set_aside(entry, e)
@@ -382,6 +383,7 @@ class JobManager:
 
     async def _materialize(self, entry: JobEntry) -> Job:
         """Re-create a stored job from its saved state (raises UnknownJob, VersionMismatch, BrokenJob)."""
+        _check_stored_id(entry.id)
         row = await self._store.job_data(entry.id)
         if row is None:
             raise JobNotFound(f"job {entry.id} vanished from {self._store.path}")
@@ -413,10 +415,9 @@ class JobManager:
     # --- the run path -----------------------------------------------------------------------
 
     async def _run(self, entry: JobEntry) -> None:
-        ctx = JobContext(self, entry, self._log_dir)
-        entry.ctx = ctx
-        ctx.lifecycle(logging.INFO, "run started")
+        ctx = entry.ctx = JobContext(self, entry, self._log_dir)
         try:
+            ctx.lifecycle(logging.INFO, "run started")
             outcome = await self._call_run(entry, ctx)
             announce = self._stage_outcome(entry, ctx, outcome)
             self._release_slot(entry)  # the next job starts while this one's writes commit
@@ -960,6 +961,14 @@ class JobManager:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _check_stored_id(job_id: str) -> None:
+    """Ids are UUIDs written by this library; anything else was tampered with and never runs."""
+    try:
+        uuid.UUID(job_id)
+    except (ValueError, TypeError, AttributeError):
+        raise BrokenJob(f"job id {job_id!r:.80} is not a UUID; the record was altered outside sdjobs_nb and is left alone") from None
 
 
 def _raise_if_failed(child_id: str, name: str, outcome: Outcome) -> None:
