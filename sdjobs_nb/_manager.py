@@ -700,16 +700,17 @@ class JobManager:
         if not cls.IS_RESUMABLE:
             raise NotResumable(f"job {entry.name} ({job_id}) is not resumable (IS_RESUMABLE = False); it can only be cancelled")
         try:
-            entry.job = await self._materialize(entry)
+            job = await self._materialize(entry)
         except (VersionMismatch, BrokenJob) as e:
             self._broken[entry.id] = str(e)
             raise
-        entry.cls = cls
+        if entry.status is not S.PAUSED:  # another resume (or a cancel) got there while we read
+            return
+        entry.job, entry.cls, entry.pause_reason = job, cls, None
         entry.reset_waiters()
+        entry.set_status(S.QUEUED)  # at once: a second resume arriving now finds it queued
         self._store.stage(st.SET_QUEUED, (time.time(), entry.id))
         await self._store.commit()
-        entry.pause_reason = None
-        entry.set_status(S.QUEUED)
         self._emit("resumed", entry)
         self._push(entry)
         self._schedule()
@@ -784,6 +785,10 @@ class JobManager:
 
     async def _wait_for_children(self, parent: JobEntry, ids: list[str]) -> list[Any]:
         """Wait without holding a slot; a pause or cancel of the parent interrupts the wait."""
+        for child_id in ids:
+            child = self._entries.get(child_id)
+            if child is not None and child.status is S.PAUSED and child.pause_reason == PARENT:
+                await self.resume(child_id)  # paused on this parent's behalf (a crash cut the cascade short)
         self._release_slot(parent)
         try:
             outcomes = await self._wait_outcomes(parent, ids)
