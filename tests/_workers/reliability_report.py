@@ -38,7 +38,7 @@ FAULTS = {
     "test_second_process_is_refused_naming_the_holder_then_takes_over_after_sigkill": "Second owner process while the first runs a job; then the first is SIGKILLed",
     "test_refusal_names_the_new_owner_not_the_dead_one": "Owner killed, a new owner, a third opener",
     "test_stale_lock_file_of_a_dead_process_is_taken_over": "Lock file left by a dead process",
-    "test_processes_racing_for_a_new_library_get_exactly_one_owner": "4 processes racing to create and own one library",
+    "test_processes_racing_for_a_new_library_get_exactly_one_owner": "6 processes racing to create and own one new library (3 rounds)",
     "test_two_managers_in_one_process": "Second manager on the same library in one process",
     "test_unknown_job_name_lists_the_known_names": "Unknown job name",
     "test_bad_data_names_the_field_and_writes_nothing": "Job data with missing, extra or ill-typed fields",
