@@ -12,7 +12,7 @@ the time ``manager.dashboard()`` takes to build its 200 rows (what the cell that
 costs); ``update_ms`` is the time to bring all 200 rows up to date once every row has
 changed (bar and text of each, about 400 messages; ``update_rows_changed`` is the share of rows that
 really changed in the timed pass): the cost of one full refresh, which the live refresher
-spreads over 10 ms slices. Budgets (documented here, checked on every case):
+spreads over 5 ms slices. Budgets (documented here, checked on every case):
 ``render_ms < 2000`` and ``update_ms < 150`` for 200 rows. Both numbers are also reported,
 scaled to its row count, for the busy case.
 

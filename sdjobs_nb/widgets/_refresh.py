@@ -36,7 +36,7 @@ MIN_INTERVAL_S = 0.1
 #: hundreds of running jobs refreshes each row less often instead of flooding the frontend)
 TOTAL_MESSAGES_PER_S = 400.0
 #: the longest a refresh may hold the loop before letting other tasks run
-SLICE_S = 0.01
+SLICE_S = 0.005
 
 
 class View(Protocol):
