@@ -28,12 +28,14 @@ from ._errors import (
     LibraryLocked,
     ManagerClosed,
     MissingExtra,
+    NestedLoopWarning,
     NotResumable,
     ReadOnlyLibrary,
     SchemaTooNew,
     SdjobsError,
     SerializationError,
     StateTooLarge,
+    SyncInRunningLoop,
     UnknownExtension,
     UnknownJob,
     VersionMismatch,
@@ -44,6 +46,7 @@ from ._manager import JobManager
 from ._progress import Progress
 from ._records import JobEvent, JobRecord
 from ._status import JobStatus, Priority
+from ._sync import allow_nested_loop, open_sync, run_sync, wait_sync
 
 __version__ = "0.1.0"
 
@@ -78,6 +81,7 @@ __all__ = (
     "LibraryLocked",
     "ManagerClosed",
     "MissingExtra",
+    "NestedLoopWarning",
     "NotResumable",
     "Priority",
     "Progress",
@@ -86,8 +90,13 @@ __all__ = (
     "SdjobsError",
     "SerializationError",
     "StateTooLarge",
+    "SyncInRunningLoop",
     "UnknownExtension",
     "UnknownJob",
     "VersionMismatch",
+    "allow_nested_loop",
+    "open_sync",
     "registry",
+    "run_sync",
+    "wait_sync",
 )

@@ -34,6 +34,8 @@ __all__ = (
     "UnknownExtension",
     "ExtensionMismatch",
     "ExtensionTrap",
+    "SyncInRunningLoop",
+    "NestedLoopWarning",
 )
 
 
@@ -191,3 +193,11 @@ class ExtensionTrap(Critical):
 
     The job becomes FAILED with this message; the wasm backtrace is in the stored traceback.
     """
+
+
+class SyncInRunningLoop(SdjobsError, RuntimeError):
+    """Raised when a sync helper is called while an event loop runs in the thread (a notebook): use `await`."""
+
+
+class NestedLoopWarning(RuntimeWarning):
+    """Warned by `allow_nested_loop()`: on ipykernel >= 7.3, widget clicks during a nested run are dropped."""

@@ -101,6 +101,12 @@ class JobHandle:
             return _unwrap(self.id, self.name, outcome)
         return await self._manager.result(self.id)
 
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the result from synchronous code (a script); in a notebook use `await handle.wait()`."""
+        from ._sync import wait_sync
+
+        return wait_sync(self, timeout)
+
     async def pause(self) -> None:
         """Pause the job; returns once it is PAUSED with its state saved."""
         await self._manager.pause(self.id)

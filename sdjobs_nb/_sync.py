@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._errors import ManagerClosed, MissingExtra, SdjobsError
+from ._errors import ManagerClosed, MissingExtra, NestedLoopWarning, SyncInRunningLoop
 
 if TYPE_CHECKING:
     from ._handle import JobHandle
@@ -31,14 +31,6 @@ T = TypeVar("T")
 
 _NESTED: set[asyncio.AbstractEventLoop] = set()
 _local = threading.local()
-
-
-class SyncInRunningLoop(SdjobsError, RuntimeError):
-    """Raised when a sync helper is called while an event loop runs in the thread (a notebook)."""
-
-
-class NestedLoopWarning(RuntimeWarning):
-    """Warned by `allow_nested_loop()`: clicks during a nested run may be lost."""
 
 
 def run_sync(awaitable: Awaitable[T], *, timeout: float | None = None) -> T:

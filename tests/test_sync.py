@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
@@ -207,3 +208,19 @@ def test_allow_nested_loop_without_a_running_loop_does_nothing():
         return set(_sync._NESTED)
 
     assert in_fresh_thread(outside) == set()
+
+
+def test_handle_result_in_a_script(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "import sdjobs_nb as sj\n"
+        "from jobs_for_tests import Add\n"
+        "m = sj.open_sync(%r)\n"
+        "h = sj.run_sync(m.dispatch(Add(40, 2)))\n"
+        "print(h.result(timeout=30))\n"
+    ) % (str(Path(__file__).parent), str(tmp_path / "lib"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "42", out.stderr
