@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob, expected_outcome  # noqa: E402
+from _workers.tally import record as tally  # noqa: E402
 from _workers.util import Worker, counts, integrity  # noqa: E402
 
 
@@ -114,12 +115,14 @@ def test_processes_racing_for_a_new_library_get_exactly_one_owner(tmp_path: Path
     finally:
         for racer in racers:
             racer.kill()
+    tally("lock_race", racers=len(racers))
+    crashes = [line.split(": ", 1)[1].replace(str(library), "<library>") for _, line in outcomes if line.startswith("crashed")]
+    assert not crashes, f"{len(crashes)} of 6 openers failed with something other than LibraryLocked: {crashes[0]}"
     owners = [pid for pid, line in outcomes if line.startswith("opened")]
     assert len(owners) == 1, outcomes
     refused = [line for _, line in outcomes if line.startswith("locked")]
     assert refused == [f"locked {owners[0]}"] * 5, outcomes
     assert integrity(library) == "ok"
-    tally("lock_race", racers=len(racers))
 
 
 async def test_two_managers_in_one_process(tmp_path: Path) -> None:
