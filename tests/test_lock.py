@@ -101,11 +101,15 @@ def test_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("round_", range(3))
 def test_processes_racing_for_a_new_library_get_exactly_one_owner(tmp_path: Path, round_: int) -> None:
-    """Six processes open one library that does not exist yet: one owns it, the others get LibraryLocked."""
+    """Six processes open one library that does not exist yet, at the same moment: one owns it, the others get LibraryLocked."""
     library = tmp_path / "library"
-    racers = [Worker("try_open", library, "2", stderr_path=tmp_path / f"racer{i}.err") for i in range(6)]
+    go = tmp_path / "go"
+    racers = [Worker("try_open", library, "2", go, stderr_path=tmp_path / f"racer{i}.err") for i in range(6)]
     outcomes = []
     try:
+        for racer in racers:
+            racer.expect("armed")
+        go.touch()  # all six call open() within about a millisecond
         for racer in racers:
             try:
                 line = racer.expect("", timeout=30)

@@ -51,8 +51,16 @@ async def hold(library: str, dispatch: str = "0") -> None:
         await asyncio.sleep(3600)
 
 
-async def try_open(library: str, hold_s: str) -> None:
-    """Race for the library: report whether this process got it, and keep it for `hold_s`."""
+async def try_open(library: str, hold_s: str, go_file: str = "") -> None:
+    """Race for the library: report whether this process got it, and keep it for `hold_s`.
+
+    With `go_file`, print `armed` once imported and start only when that file appears, so
+    racers that took different times to start still reach `open` together.
+    """
+    if go_file:
+        say("armed")
+        while not os.path.exists(go_file):
+            await asyncio.sleep(0.0005)
     try:
         manager = await sj.JobManager.open(library)
     except sj.LibraryLocked as e:
