@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="",
                     help="comma-separated workload ids, e.g. W1,W3")
     ap.add_argument("--repeat", type=int, default=None,
-                    help="interleaved repetitions per contender (default 5, quick 1)")
+                    help="interleaved repetitions per contender (default 3, quick 1)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
                     help=f"where latest.md / latest.json go (default {DEFAULT_OUT})")
     ap.add_argument("--strict", action="store_true",
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
         workloads = [wl for wl in workloads if wl.id in wanted]
-    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 5)
+    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     if repeat < 1:
         ap.error("--repeat must be >= 1")
 
