@@ -31,7 +31,7 @@ from ._records import JobEvent, JobRecord
 from ._status import JobStatus, Priority
 from ._store import store as st
 from ._store.lock import OwnerLock
-from ._store.store import Store, pack_progress
+from ._store.store import Store, pack_progress, prepare_folder
 
 __all__ = ("JobManager",)
 
@@ -119,11 +119,17 @@ class JobManager:
 
         async def _open() -> JobManager:
             folder = Path(os.fspath(path)).expanduser()
+            prepare_folder(folder, read_only)
             lock = None if read_only else OwnerLock(folder)
-            store = await Store.open(folder, read_only=read_only, durable=durable)
+            if lock is not None:
+                lock.acquire()  # before touching jobs.db: only the owner creates or checks the schema
             try:
+                store = await Store.open(folder, read_only=read_only, durable=durable)
+            except BaseException:
                 if lock is not None:
-                    lock.acquire()
+                    lock.release()
+                raise
+            try:
                 manager = cls(folder, store, lock, max_concurrent=max_concurrent, grace_period=grace_period,
                               executor=executor, file_log=file_log, max_state_bytes=max_state_bytes)
                 await manager._load()

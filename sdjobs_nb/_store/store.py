@@ -111,7 +111,7 @@ def read_only_uri(db_path: Path, *, immutable: bool = False) -> str:
     return db_path.resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
 
 
-def _prepare_folder(folder: Path, read_only: bool) -> Path:
+def prepare_folder(folder: Path, read_only: bool) -> Path:
     if folder.exists() and not folder.is_dir():
         raise LibraryError(f"library path {str(folder)!r} is a file; a library is a folder (give a folder path)")
     db = folder / DB_NAME
@@ -142,7 +142,7 @@ class Store:
     @classmethod
     async def open(cls, folder: Path, *, read_only: bool = False, durable: bool = False) -> Store:
         """Open (and for writers create or check) the library's jobs.db."""
-        db_path = _prepare_folder(folder, read_only)
+        db_path = prepare_folder(folder, read_only)
         if not read_only:
             return cls(await _connect(db_path, str(db_path), read_only=False, durable=durable), db_path, False)
         try:
@@ -294,16 +294,19 @@ async def _configure(db: aiosqlite.Connection, *, read_only: bool, durable: bool
         await db.execute("PRAGMA query_only = ON")
         return
     await _create_or_check(db, version, {t[0] for t in tables}, where)
-    await db.execute("PRAGMA journal_mode = WAL")
-    # random UUID keys touch pages all over the indexes; a bigger cache keeps a deep queue fast
-    await db.execute("PRAGMA cache_size = -32768")
-    await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+    try:
+        await db.execute("PRAGMA journal_mode = WAL")
+        # random UUID keys touch pages all over the indexes; a bigger cache keeps a deep queue fast
+        await db.execute("PRAGMA cache_size = -32768")
+        await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+    except sqlite3.Error as e:
+        raise LibraryError(f"cannot set up {where}: {e}") from e
 
 
 async def _create_or_check(db: aiosqlite.Connection, version: int, tables: set[str], where: str) -> None:
     if version == 0 and tables - {"jobs", "job_history", "job_checkpoints", "job_errors"}:
         raise LibraryError(f"{where} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); pick another folder")
     try:
-        await db.executescript(f"BEGIN; {CREATE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-    except sqlite3.OperationalError as e:
+        await db.executescript(f"BEGIN IMMEDIATE; {CREATE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    except sqlite3.Error as e:
         raise LibraryError(f"cannot write {where}: {e}") from e
