@@ -41,33 +41,37 @@ class JobHandle:
             raise JobNotFound(f"no job with id {job_id!r} in library {str(manager.path)!r}")
         return cls(manager, None, record)
 
+    def _live(self, name: str) -> Any:
+        """Read an attribute from the live entry while the job is in memory, else from its record."""
+        return getattr(self._entry if self._entry is not None else self._record, name)
+
     @property
     def manager(self) -> JobManager:
         return self._manager
 
     @property
     def parent_id(self) -> str | None:
-        return self._entry.parent_id if self._entry is not None else self._record.parent_id  # type: ignore[union-attr]
+        return self._live("parent_id")
 
     @property
     def current_status(self) -> JobStatus:
         """The status right now."""
-        return self._entry.status if self._entry is not None else self._record.status  # type: ignore[union-attr]
+        return self._live("status")
 
     @property
     def current_progress(self) -> Progress | None:
         """The newest progress snapshot (updated up to 10 times a second), or None."""
-        return self._entry.progress if self._entry is not None else self._record.progress  # type: ignore[union-attr]
+        return self._live("progress")
 
     @property
     def pause_reason(self) -> str | None:
         """Why a paused job is paused: 'user', 'interrupted' (crash or close), 'parent' or 'job'."""
-        return self._entry.pause_reason if self._entry is not None else self._record.pause_reason  # type: ignore[union-attr]
+        return self._live("pause_reason")
 
     @property
     def error(self) -> str | None:
         """The failure message of a failed job, else None."""
-        return self._entry.error if self._entry is not None else self._record.error  # type: ignore[union-attr]
+        return self._live("error")
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -79,17 +83,17 @@ class JobHandle:
 
     @property
     def priority(self) -> int:
-        return self._entry.priority if self._entry is not None else self._record.priority  # type: ignore[union-attr]
+        return self._live("priority")
 
     @property
     def created_at(self) -> float:
         """When it was dispatched (epoch seconds)."""
-        return self._entry.created_at if self._entry is not None else self._record.created_at  # type: ignore[union-attr]
+        return self._live("created_at")
 
     @property
     def started_at(self) -> float | None:
         """When it first ran (epoch seconds), or None."""
-        return self._entry.started_at if self._entry is not None else self._record.started_at  # type: ignore[union-attr]
+        return self._live("started_at")
 
     async def wait(self) -> Any:
         """Wait for the job to finish and return its result; raise `JobFailed` or `Cancelled`."""
