@@ -672,9 +672,9 @@ class JobManager:
             now = time.time()
             entry.pause_reason = reason
             entry.set_status(S.PAUSED)  # at once, so the scheduler cannot start it while the write commits
+            self._emit("paused", entry)
             self._store.stage(st.SET_PAUSED, (reason, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
             await self._store.commit()
-            self._emit("paused", entry)
         elif entry.status is S.RUNNING:
             await self._interrupt_and_wait(entry, "pause", reason)
         await asyncio.gather(*(self._pause_entry(c, PARENT) for c in children if c.status in (S.QUEUED, S.RUNNING)))
@@ -715,11 +715,12 @@ class JobManager:
         entry.job, entry.cls, entry.pause_reason = job, cls, None
         entry.reset_waiters()
         entry.set_status(S.QUEUED)  # at once: a second resume arriving now finds it queued
+        self._emit("resumed", entry)  # events follow status changes in order
         self._store.stage(st.SET_QUEUED, (time.time(), entry.id))
         await self._store.commit()
-        self._emit("resumed", entry)
-        self._push(entry)
-        self._schedule()
+        if entry.status is S.QUEUED:  # not paused or cancelled again while the write committed
+            self._push(entry)
+            self._schedule()
         children = [c for c in self._child_entries(entry.id) if c.status is S.PAUSED and c.pause_reason == PARENT]
         for child in children:
             await self.resume(child.id)
