@@ -20,3 +20,12 @@ async def manager(library: Path):
     """An open manager on a fresh library, closed after the test."""
     async with sj.JobManager.open(library, grace_period=2.0) as m:
         yield m
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Close leftover widgets now, not in `Widget.__del__` during interpreter teardown (noisy)."""
+    import sys
+
+    widgets = sys.modules.get("ipywidgets")
+    if widgets is not None:
+        widgets.Widget.close_all()
