@@ -8,8 +8,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import comm
 import pytest
+from widget_support import CountingComm, counting_comm  # noqa: F401 - autouse fixture
 
 import sdjobs_nb as sj
 from sdjobs_nb import _display
@@ -17,41 +17,6 @@ from sdjobs_nb.widgets import MESSAGES_PER_S, JobWidget, job_widget
 from sdjobs_nb.widgets import _format as fmt
 
 S = sj.JobStatus
-
-
-class CountingComm:
-    """Records every message a widget sends instead of sending it (ipywidgets' DummyComm, counting)."""
-
-    kernel = "fake"  # widgets only send when their comm has a kernel
-    made = 0
-
-    def __init__(self, **kwargs) -> None:
-        CountingComm.made += 1
-        self.comm_id = f"comm-{CountingComm.made}"
-        self.messages: list[dict] = []
-
-    def open(self, *args, **kwargs) -> None:
-        pass
-
-    def on_msg(self, *args, **kwargs) -> None:
-        pass
-
-    def send(self, data=None, **kwargs) -> None:
-        self.messages.append(data)
-
-    def close(self, *args, **kwargs) -> None:
-        pass
-
-
-@pytest.fixture(autouse=True)
-def counting_comm(monkeypatch):
-    monkeypatch.setattr(comm, "create_comm", lambda **kwargs: CountingComm(**kwargs))
-
-
-@pytest.fixture
-async def manager(tmp_path):
-    async with sj.JobManager.open(tmp_path / "library", grace_period=2.0) as m:
-        yield m
 
 
 # --- jobs -------------------------------------------------------------------------------------

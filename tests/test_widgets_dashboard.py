@@ -6,48 +6,13 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import comm
 import pytest
+from widget_support import CountingComm, counting_comm  # noqa: F401 - autouse fixture
 
 import sdjobs_nb as sj
 from sdjobs_nb.widgets import Dashboard, dashboard
 
 S = sj.JobStatus
-
-
-class CountingComm:
-    """Records every message a widget sends instead of sending it (ipywidgets' DummyComm, counting)."""
-
-    kernel = "fake"
-    made = 0
-
-    def __init__(self, **kwargs) -> None:
-        CountingComm.made += 1
-        self.comm_id = f"board-comm-{CountingComm.made}"
-        self.messages: list[dict] = []
-
-    def open(self, *args, **kwargs) -> None:
-        pass
-
-    def on_msg(self, *args, **kwargs) -> None:
-        pass
-
-    def send(self, data=None, **kwargs) -> None:
-        self.messages.append(data)
-
-    def close(self, *args, **kwargs) -> None:
-        pass
-
-
-@pytest.fixture(autouse=True)
-def counting_comm(monkeypatch):
-    monkeypatch.setattr(comm, "create_comm", lambda **kwargs: CountingComm(**kwargs))
-
-
-@pytest.fixture
-async def manager(tmp_path):
-    async with sj.JobManager.open(tmp_path / "library", grace_period=2.0) as m:
-        yield m
 
 
 @dataclass
