@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from widget_support import CountingComm, counting_comm  # noqa: F401 - autouse fixture
+from widget_support import counting_comm  # noqa: F401 - autouse fixture
 
 import sdjobs_nb as sj
 from sdjobs_nb import _display

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from widget_support import CountingComm, counting_comm  # noqa: F401 - autouse fixture
+from widget_support import counting_comm  # noqa: F401 - autouse fixture
 
 import sdjobs_nb as sj
 from sdjobs_nb.widgets import Dashboard, dashboard
