@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 import children_worker_fns as fns
+from blocking_jobs import Call
 import sdjobs_nb as sj
 from children_worker_probe import LoopProbe
 
@@ -19,26 +20,6 @@ distributed = pytest.importorskip("distributed", reason="needs the [dask] extra"
 
 S = sj.JobStatus
 CLUSTER = dict(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
-
-
-@dataclass
-class Remote(sj.Job):
-    """Calls `fns.<fn>(*args, **kwargs)` through run_blocking `repeat` times and returns the results."""
-
-    NAME = "dask_remote"
-    fn: str
-    args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    repeat: int = 1
-    results: list[Any] = field(default_factory=list)
-
-    async def run(self, ctx: sj.JobContext) -> list[Any]:
-        fn = getattr(fns, self.fn)
-        while len(self.results) < self.repeat:
-            self.results.append(await ctx.run_blocking(fn, *self.args, **self.kwargs))
-            ctx.report_count_progress(len(self.results), self.repeat)
-            await ctx.check_interrupted()
-        return self.results
 
 
 @dataclass
@@ -104,8 +85,8 @@ async def test_a_local_cluster_listens_only_on_localhost_and_runs_jobs(library):
         assert len(workers) == 2 and workers.isdisjoint(before)
 
         async with sj.JobManager.open(library, executor=client) as manager:
-            assert set(await run_job(manager, Remote("whoami", repeat=4))) <= workers
-            assert await run_job(manager, Remote("square", [12])) == [144]
+            assert set(await run_job(manager, Call("whoami", repeat=4))) <= workers
+            assert await run_job(manager, Call("square", [12])) == [144]
     finally:
         if client is not None:
             await asyncio.to_thread(client.close)
@@ -118,7 +99,7 @@ async def test_work_runs_on_the_workers_and_the_loop_stays_responsive(library, c
     workers = await asyncio.to_thread(worker_pids, cluster)
     async with sj.JobManager.open(library, executor=cluster) as manager:
         async with LoopProbe() as probe:
-            results = await run_job(manager, Remote("burn", [3_000_000], repeat=2))
+            results = await run_job(manager, Call("burn", [3_000_000], repeat=2))
         assert results == [fns.burn(3_000_000)] * 2
         pids = await run_job(manager, Parallel(chunks=8, n=10))
         assert set(pids) <= workers and os.getpid() not in pids
@@ -128,14 +109,14 @@ async def test_work_runs_on_the_workers_and_the_loop_stays_responsive(library, c
 
 async def test_keyword_arguments_reach_the_function_on_the_cluster(library, cluster):
     async with sj.JobManager.open(library, executor=cluster) as manager:
-        assert await run_job(manager, Remote("scaled", [3], {"factor": 2, "offset": 1})) == [7]
+        assert await run_job(manager, Call("scaled", [3], {"factor": 2, "offset": 1})) == [7]
         # `key` and `priority` are also keyword arguments of Client.submit: they must not be taken by it
-        assert await run_job(manager, Remote("labelled", [3], {"key": "k", "priority": 2})) == ["k:3:2"]
+        assert await run_job(manager, Call("labelled", [3], {"key": "k", "priority": 2})) == ["k:3:2"]
 
 
 async def test_a_remote_error_fails_the_job_with_its_real_message(library, cluster):
     async with sj.JobManager.open(library, executor=cluster) as manager:
-        handle = await manager.dispatch(Remote("boom", ["worker ran out of disk"]))
+        handle = await manager.dispatch(Call("boom", ["worker ran out of disk"]))
         with pytest.raises(sj.JobFailed) as info:
             await asyncio.wait_for(handle.wait(), 30)
         assert info.value.message == "ValueError: worker ran out of disk"
@@ -143,7 +124,7 @@ async def test_a_remote_error_fails_the_job_with_its_real_message(library, clust
 
 async def test_pause_during_a_remote_call_takes_effect_when_it_returns(library, cluster):
     async with sj.JobManager.open(library, executor=cluster, grace_period=5) as manager:
-        handle = await manager.dispatch(Remote("nap", [0.6], repeat=2))
+        handle = await manager.dispatch(Call("nap", [0.6], repeat=2))
         await asyncio.sleep(0.2)
         started = time.monotonic()
         await asyncio.wait_for(manager.pause(handle.id), 10)
@@ -157,7 +138,7 @@ async def test_pause_during_a_remote_call_takes_effect_when_it_returns(library, 
 
 async def test_cancel_during_a_remote_call_longer_than_the_grace_period_does_not_wait(library, cluster):
     async with sj.JobManager.open(library, executor=cluster, grace_period=0.3) as manager:
-        handle = await manager.dispatch(Remote("nap", [2.5]))
+        handle = await manager.dispatch(Call("nap", [2.5]))
         await asyncio.sleep(0.3)
         started = time.monotonic()
         await asyncio.wait_for(manager.cancel(handle.id), 10)
@@ -180,18 +161,18 @@ async def test_an_asynchronous_client_works_too(library, cluster):
     address = cluster.scheduler.address
     async with distributed.Client(address, asynchronous=True) as client:
         async with sj.JobManager.open(library, executor=client) as manager:
-            assert await run_job(manager, Remote("square", [7], repeat=2)) == [49, 49]
-            assert await run_job(manager, Remote("scaled", [3], {"factor": 2, "offset": 1})) == [7]
+            assert await run_job(manager, Call("square", [7], repeat=2)) == [49, 49]
+            assert await run_job(manager, Call("scaled", [3], {"factor": 2, "offset": 1})) == [7]
             with pytest.raises(sj.JobFailed, match="ValueError: remote"):
-                await run_job(manager, Remote("boom", ["remote"]))
-            assert await run_job(manager, Remote("labelled", [3], {"key": "k", "priority": 2})) == ["k:3:2"]
+                await run_job(manager, Call("boom", ["remote"]))
+            assert await run_job(manager, Call("labelled", [3], {"key": "k", "priority": 2})) == ["k:3:2"]
 
 
 async def test_cancel_with_an_asynchronous_client_does_not_wait_and_releases_the_task(library, cluster):
     address = cluster.scheduler.address
     async with distributed.Client(address, asynchronous=True) as client:
         async with sj.JobManager.open(library, executor=client, grace_period=0.3) as manager:
-            handle = await manager.dispatch(Remote("nap", [2.5]))
+            handle = await manager.dispatch(Call("nap", [2.5]))
             await asyncio.sleep(0.3)
             started = time.monotonic()
             await asyncio.wait_for(manager.cancel(handle.id), 10)

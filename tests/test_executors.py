@@ -14,31 +14,12 @@ from typing import Any
 import pytest
 
 import children_worker_fns as fns
+from blocking_jobs import Call
 import sdjobs_nb as sj
 from children_worker_probe import LoopProbe
 
 S = sj.JobStatus
 BIG = 3_000_000  # a burn() of a few hundred ms
-
-
-@dataclass
-class Call(sj.Job):
-    """Calls `fns.<fn>(*args, **kwargs)` through run_blocking `repeat` times and returns the results."""
-
-    NAME = "executors_call"
-    fn: str
-    args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    repeat: int = 1
-    results: list[Any] = field(default_factory=list)
-
-    async def run(self, ctx: sj.JobContext) -> list[Any]:
-        fn = getattr(fns, self.fn)
-        while len(self.results) < self.repeat:
-            self.results.append(await ctx.run_blocking(fn, *self.args, **self.kwargs))
-            ctx.report_count_progress(len(self.results), self.repeat)
-            await ctx.check_interrupted()
-        return self.results
 
 
 @dataclass
