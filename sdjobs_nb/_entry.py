@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from ._errors import Cancelled, JobFailed
 from ._events import LatestSlot
 from ._progress import Progress
 from ._status import JobStatus, check_transition
@@ -21,6 +22,14 @@ class Outcome:
 
     def __init__(self, status: JobStatus, result: Any = None, error: str | None = None, traceback: str | None = None):
         self.status, self.result, self.error, self.traceback = status, result, error, traceback
+
+    def unwrap(self, job_id: str, name: str) -> Any:
+        """Return the result of a completed job; raise `Cancelled` or `JobFailed` otherwise."""
+        if self.status is JobStatus.COMPLETED:
+            return self.result
+        if self.status is JobStatus.CANCELLED:
+            raise Cancelled(f"job {name} ({job_id}) was cancelled")
+        raise JobFailed(job_id, name, self.error or "failed", self.traceback)
 
 
 class JobEntry:

@@ -100,9 +100,7 @@ class JobHandle:
         if self._entry is not None:  # its outcome stays on the entry once known
             done = self._entry.done_future()
             outcome = done.result() if done.done() else await asyncio.shield(done)
-            from ._manager import _unwrap
-
-            return _unwrap(self.id, self.name, outcome)
+            return outcome.unwrap(self.id, self.name)
         return await self._manager.result(self.id)
 
     def result(self, timeout: float | None = None) -> Any:

@@ -19,19 +19,20 @@ from . import _codec
 from ._context import JobContext
 from ._entry import JobEntry, Outcome
 from ._errors import (
-    BrokenJob, Cancelled, ChildFailed, Critical, Interrupted, InvalidTransition, JobFailed,
-    JobNotFound, LibraryError, ManagerClosed, NotResumable, ReadOnlyLibrary, SerializationError, UnknownJob,
+    BrokenJob, ChildFailed, Critical, Interrupted, InvalidTransition, JobNotFound, LibraryError, ManagerClosed, NotResumable, ReadOnlyLibrary, SerializationError, UnknownJob,
     VersionMismatch,
 )
 from ._events import EventBus
 from ._executors import BlockingRunner
+from ._handle import JobHandle
+from ._ids import new_job_id
 from ._job import Job, ensure_dispatchable, registry
 from ._progress import Progress
 from ._records import JobEvent, JobRecord
 from ._status import JobStatus, Priority
 from ._store import store as st
 from ._store.lock import OwnerLock
-from ._store.store import Store, pack_progress, prepare_folder
+from ._store.store import Store, metrics_json, pack_progress, prepare_folder
 
 __all__ = ("JobManager",)
 
@@ -190,7 +191,7 @@ class JobManager:
             self._forget(entry)
             return
         entry.status, entry.pause_reason = S.PAUSED, INTERRUPTED
-        self._store.stage(st.SET_PAUSED, (INTERRUPTED, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id), entry.id)
+        self._store.stage(st.SET_PAUSED, (INTERRUPTED, now, pack_progress(entry.progress), metrics_json(entry.metrics), now, entry.id), entry.id)
 
     async def close(self) -> None:
         """Pause and save running jobs (they resume later), keep queued ones, and release the library."""
@@ -242,8 +243,6 @@ class JobManager:
     async def dispatch(self, job: Job, *, priority: int = Priority.NORMAL, initiated_by: str | None = None,
                        context: dict[str, Any] | None = None, dedup_key: str | None = None):
         """Queue `job` and return its handle at once; the job runs in the background."""
-        from ._handle import JobHandle
-
         entry = self._prepare(job, priority=priority, initiated_by=initiated_by, context=context, dedup_key=dedup_key)
         if isinstance(entry, str):
             return JobHandle(self, self._entries[entry])
@@ -252,8 +251,6 @@ class JobManager:
 
     async def dispatch_many(self, jobs: Sequence[Job], **options: Any) -> list:
         """Dispatch several jobs in one transaction; same options as `dispatch` (no dedup_key)."""
-        from ._handle import JobHandle
-
         entries = [self._prepare(job, **options) for job in jobs]
         await self._commit_new(entries)  # type: ignore[arg-type]
         return [JobHandle(self, e) for e in entries]  # type: ignore[arg-type]
@@ -280,16 +277,12 @@ class JobManager:
             raise TypeError(f"initiated_by must be a str, got {type(initiated_by).__name__}")
         now = time.time()
         self._seq += 1
-        entry = JobEntry(id=str(uuid.uuid4()), name=cls.NAME, version=cls.VERSION, status=S.QUEUED,
+        entry = JobEntry(id=new_job_id(), name=cls.NAME, version=cls.VERSION, status=S.QUEUED,
                          priority=priority, seq=self._seq, created_at=now, cls=cls, job=job,
                          parent_id=parent_id, spawn_key=spawn_key, initiated_by=initiated_by,
                          context=context, dedup_key=None if dedup_key is None else str(dedup_key))
-        self._store.stage_insert({
-            "id": entry.id, "name": entry.name, "version": entry.version, "status": "queued", "data": blob,
-            "priority": priority, "seq": entry.seq, "parent_id": parent_id, "spawn_key": spawn_key,
-            "initiated_by": initiated_by, "context": context_text, "dedup_key": entry.dedup_key,
-            "created_at": now, "updated_at": now, "metrics": "{}",
-        })
+        self._store.stage_new_job(entry.id, entry.name, entry.version, blob, priority, entry.seq, parent_id,
+                                  spawn_key, initiated_by, context_text, entry.dedup_key, now)
         self._remember(entry)
         return entry
 
@@ -470,7 +463,7 @@ class JobManager:
         """Stage the saved state; the status says PAUSED only after it commits (no resume race)."""
         now = time.time()
         progress = pack_progress(self._final_snapshot(entry, ctx, now))
-        metrics = json.dumps(self._metrics(entry, ctx))
+        metrics = metrics_json(self._metrics(entry, ctx))
         reason = entry.pause_reason or SELF  # no request: the job raised Interrupted itself
         blob = None if keep_checkpoint else self._encode_or_none(entry, ctx)
         if blob is None:
@@ -540,7 +533,7 @@ class JobManager:
         entry.error = outcome.error
         result_blob = _result_blob(outcome.result) if outcome.status is S.COMPLETED else None
         progress_blob = pack_progress(entry.progress)
-        metrics_text = json.dumps(entry.metrics)
+        metrics_text = metrics_json(entry.metrics)
         self._store.withdraw(entry.running_write)  # finished before RUNNING was even written: skip it
         entry.running_write = None
         self._store.stage(st.SET_FINISHED, (outcome.status.value, outcome.error, outcome.traceback, result_blob,
@@ -589,7 +582,7 @@ class JobManager:
         progress = pack_progress(self._final_snapshot(entry, ctx, now))
         if now - entry.metrics_saved_at >= METRICS_SAVE_S:  # metrics change every call; save them now and then
             entry.metrics_saved_at = now
-            self._store.stage(st.SET_DATA_METRICS, (blob, progress, json.dumps(self._metrics(entry, ctx)), now, entry.id), entry.id)
+            self._store.stage(st.SET_DATA_METRICS, (blob, progress, metrics_json(self._metrics(entry, ctx)), now, entry.id), entry.id)
         else:
             self._store.stage(st.SET_DATA, (blob, progress, now, entry.id), entry.id)
         self._store.stage(st.UPSERT_CHECKPOINT, (entry.id, entry.version, blob, ctx.checkpoints, now), entry.id)
@@ -627,12 +620,12 @@ class JobManager:
             self._emit("progress", entry)
             if now - entry.progress_saved_at >= PROGRESS_SAVE_S:
                 entry.progress_saved_at = now
-                self._store.stage(st.SET_PROGRESS, (pack_progress(snap), json.dumps(ctx.get_metrics()), now, entry.id), entry.id)
+                self._store.stage(st.SET_PROGRESS, (pack_progress(snap), metrics_json(ctx.get_metrics()), now, entry.id), entry.id)
 
     def _flush_progress(self, now: float) -> None:
         for entry in self._running.values():
             if entry.ctx is not None and entry.progress is not None:
-                self._store.stage(st.SET_PROGRESS, (pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id), entry.id)
+                self._store.stage(st.SET_PROGRESS, (pack_progress(entry.progress), metrics_json(entry.metrics), now, entry.id), entry.id)
 
     async def _breathe(self) -> None:
         await asyncio.sleep(0)
@@ -673,7 +666,7 @@ class JobManager:
             entry.pause_reason = reason
             entry.set_status(S.PAUSED)  # at once, so the scheduler cannot start it while the write commits
             self._emit("paused", entry)
-            self._store.stage(st.SET_PAUSED, (reason, now, pack_progress(entry.progress), json.dumps(entry.metrics), now, entry.id), entry.id)
+            self._store.stage(st.SET_PAUSED, (reason, now, pack_progress(entry.progress), metrics_json(entry.metrics), now, entry.id), entry.id)
             await self._store.commit()
         elif entry.status is S.RUNNING:
             await self._interrupt_and_wait(entry, "pause", reason)
@@ -751,8 +744,6 @@ class JobManager:
 
     async def resume_interrupted(self) -> list:
         """Resume every job paused by a crash or by `close()`; user-paused jobs stay paused."""
-        from ._handle import JobHandle
-
         self._check_open()
         resumed = []
         for entry in sorted(self._entries.values(), key=lambda e: e.seq):
@@ -853,8 +844,6 @@ class JobManager:
 
     def get(self, job_id: str):
         """Return a handle for any job of the library, finished ones included."""
-        from ._handle import JobHandle
-
         self._check_open(writing=False)
         entry = self._entries.get(str(job_id))
         if entry is not None:
@@ -880,7 +869,7 @@ class JobManager:
     async def result(self, job_id: str) -> Any:
         """Return a finished job's result, or raise its error (`JobFailed`, `Cancelled`)."""
         name, outcome = await self._outcome(str(job_id))
-        return _unwrap(job_id, name, outcome)
+        return outcome.unwrap(job_id, name)
 
     async def errors(self, job_id: str, limit: int = 1000) -> list[tuple[float, str]]:
         """Return a job's non-critical errors as (epoch seconds, message), oldest first."""
@@ -892,8 +881,6 @@ class JobManager:
 
     def handles(self, *, active_only: bool = True) -> list:
         """Return handles of the jobs in memory (queued, running, paused), oldest first."""
-        from ._handle import JobHandle
-
         entries = sorted(self._entries.values(), key=lambda e: e.seq)
         return [JobHandle(self, e) for e in entries if not active_only or not e.status.is_terminal]
 
@@ -989,14 +976,6 @@ def _raise_if_failed(child_id: str, name: str, outcome: Outcome) -> None:
         raise ChildFailed(child_id, name, f"child {outcome.status.value}: {message}", outcome.traceback)
 
 
-def _unwrap(job_id: str, name: str, outcome: Outcome) -> Any:
-    if outcome.status is S.COMPLETED:
-        return outcome.result
-    if outcome.status is S.CANCELLED:
-        raise Cancelled(f"job {name} ({job_id}) was cancelled")
-    raise JobFailed(job_id, name, outcome.error or "failed", outcome.traceback)
-
-
 def _entry_from_record(record: JobRecord) -> JobEntry:
     return JobEntry(id=record.id, name=record.name, version=record.version, status=record.status,
                     priority=record.priority, seq=record.seq, created_at=record.created_at, cls=registry._classes.get(record.name),
@@ -1051,23 +1030,21 @@ def _summary(result: Any) -> Any:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _history_row(entry: JobEntry, outcome: Outcome, now: float, metrics_text: str) -> dict[str, Any]:
-    progress = entry.progress
+def _history_row(entry: JobEntry, outcome: Outcome, now: float, metrics_text: str) -> tuple:
+    """The job_history row of a finished job, in `HISTORY_COLUMNS` order."""
+    p = entry.progress
     m = entry.metrics
     started = entry.started_at
-    return {
-        "id": entry.id, "name": entry.name, "version": entry.version, "status": outcome.status.value,
-        "parent_id": entry.parent_id, "priority": entry.priority, "initiated_by": entry.initiated_by,
-        "context": None if entry.context is None else json.dumps(entry.context),
-        "created_at": entry.created_at, "started_at": started, "finished_at": now,
-        "duration_s": None if started is None else now - started,
-        "queue_wait_s": None if started is None else started - entry.created_at,
-        "progress_kind": progress.kind if progress else None,
-        "progress_fraction": progress.fraction if progress else None,
-        "progress_current": progress.current if progress else None,
-        "progress_total": progress.total if progress else None,
-        "progress_phase": progress.phase if progress else None,
-        "items": int(m.get("items", 0)), "bytes": int(m.get("bytes", 0)),
-        "checkpoints": int(m.get("checkpoints", 0)), "non_critical_errors": int(m.get("non_critical_errors", 0)),
-        "memory_mb": m.get("memory_mb"), "error": outcome.error, "metrics": metrics_text,
-    }
+    return (
+        entry.id, entry.name, entry.version, outcome.status.value, entry.parent_id, entry.priority,
+        entry.initiated_by, None if entry.context is None else json.dumps(entry.context),
+        entry.created_at, started, now,
+        None if started is None else now - started,  # duration_s
+        None if started is None else started - entry.created_at,  # queue_wait_s
+        *((p.kind, p.fraction, p.current, p.total, p.phase) if p is not None else _NO_PROGRESS),
+        int(m.get("items", 0)), int(m.get("bytes", 0)), int(m.get("checkpoints", 0)),
+        int(m.get("non_critical_errors", 0)), m.get("memory_mb"), outcome.error, metrics_text,
+    )
+
+
+_NO_PROGRESS = (None, None, None, None, None)

@@ -11,12 +11,16 @@ import asyncio
 import functools
 import logging
 import sqlite3
+from itertools import compress, repeat
+from operator import is_not
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import LibraryError
 
 log = logging.getLogger("sdjobs_nb.store")
+
+_NONES = repeat(None)
 
 Op = tuple[str, Sequence[Any], str]  # (sql, params, key: the job the statement writes)
 
@@ -53,8 +57,9 @@ def group_ops(ops: list[Op]) -> list[tuple[str, list[Sequence[Any]]]]:
         if sql is None:  # withdrawn before it was sent
             continue
         if None in params:
-            sql = _with_nulls(sql, tuple(i for i, p in enumerate(params) if p is None))
-            params = tuple(p for p in params if p is not None)
+            kept = tuple(map(is_not, params, _NONES))
+            sql = _with_nulls(sql, kept)
+            params = tuple(compress(params, kept))
         run = newest_run.get(sql)
         if run is None or last_run_of_key.get(key, -1) > run:
             run = newest_run[sql] = len(runs)
@@ -65,12 +70,12 @@ def group_ops(ops: list[Op]) -> list[tuple[str, list[Sequence[Any]]]]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _with_nulls(sql: str, nulls: tuple[int, ...]) -> str:
-    """`sql` with its parameters at positions `nulls` written as NULL (same meaning as binding None)."""
+def _with_nulls(sql: str, kept: tuple[bool, ...]) -> str:
+    """`sql` with each parameter not `kept` written as NULL (same meaning as binding None)."""
     parts = sql.split("?")  # our statements have no '?' inside string literals
     out = [parts[0]]
-    for i, part in enumerate(parts[1:]):
-        out.append("NULL" if i in nulls else "?")
+    for keep, part in zip(kept, parts[1:]):
+        out.append("?" if keep else "NULL")
         out.append(part)
     return "".join(out)
 
