@@ -121,19 +121,22 @@ class WriteBatcher:
         self._pending[index] = (None, (), "")  # type: ignore[assignment]
         return True
 
-    async def commit(self) -> None:
-        """Wait until every statement staged so far is committed."""
+    def commit(self) -> asyncio.Future[None]:
+        """Return a future that is done when every statement staged so far is committed.
+
+        A plain future rather than a coroutine: every dispatch and every finishing job awaits
+        one, and a coroutine frame around it would cost more than the wait itself.
+        """
+        waiter = asyncio.get_running_loop().create_future()
         if self._pending:
-            waiters = self._pending_waiters
+            self._pending_waiters.append(waiter)
             if self._inflight_waiters is None:
                 self._send()
         elif self._inflight_waiters is not None:
-            waiters = self._inflight_waiters
+            self._inflight_waiters.append(waiter)
         else:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        waiters.append(waiter)
-        await waiter
+            waiter.set_result(None)
+        return waiter
 
     async def drain(self) -> None:
         """Wait until nothing is staged or in flight (used by close)."""

@@ -222,9 +222,9 @@ class Store:
         """Drop a staged statement if it has not been sent yet."""
         return token is not None and self._writer.withdraw(token)
 
-    async def commit(self) -> None:
-        """Wait until everything staged is on disk."""
-        await self._writer.commit()
+    def commit(self) -> asyncio.Future[None]:
+        """Return a future that is done when everything staged so far is on disk (await it)."""
+        return self._writer.commit()
 
     def stage_new_job(self, job_id: str, name: str, version: int, data: bytes, priority: int, seq: int,
                       parent_id: str | None, spawn_key: str | None, initiated_by: str | None,

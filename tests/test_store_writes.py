@@ -1,0 +1,158 @@
+"""How staged writes reach jobs.db: grouping, NULLs, ids, metrics text, index upgrades (issue 2)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+import sdjobs_nb as sj
+from sdjobs_nb._ids import new_job_id
+from sdjobs_nb._store.batch import apply_ops, group_ops
+from sdjobs_nb._store.store import metrics_json
+from jobs_for_tests import Add, Steps
+from support import db_rows
+
+INSERT = "INSERT INTO t (k, v, note) VALUES (?, ?, ?)"
+SET_V = "UPDATE t SET v=? WHERE k=?"
+SET_NOTE = "UPDATE t SET note=? WHERE k=?"
+
+
+def table() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER, note TEXT)")
+    return conn
+
+
+def test_same_sql_is_grouped_and_each_keys_order_is_kept():
+    ops = [
+        (INSERT, ("a", 1, "x"), "a"), (SET_V, (2, "a"), "a"),
+        (INSERT, ("b", 1, "y"), "b"), (SET_V, (3, "b"), "b"),
+        (SET_NOTE, ("z", "a"), "a"),
+        (SET_V, (4, "b"), "b"),  # b has nothing in a later run: joins the first SET_V run
+        (SET_V, (5, "a"), "a"),  # must run after a's SET_NOTE: a new run
+    ]
+    runs = group_ops(ops)
+    assert [(sql, len(rows)) for sql, rows in runs] == [(INSERT, 2), (SET_V, 3), (SET_NOTE, 1), (SET_V, 1)]
+    conn = table()
+    apply_ops(conn, ops)
+    assert conn.execute("SELECT k, v, note FROM t ORDER BY k").fetchall() == [("a", 5, "z"), ("b", 4, "y")]
+
+
+def test_interleaved_keys_give_the_result_of_running_ops_one_by_one():
+    import random
+
+    rng = random.Random(7)
+    keys = [f"k{i}" for i in range(6)]
+    ops, created = [], set()
+    for step in range(300):
+        k = rng.choice(keys)
+        if k not in created:
+            ops.append((INSERT, (k, step, None), k))
+            created.add(k)
+        elif rng.random() < 0.5:
+            ops.append((SET_V, (step, k), k))
+        else:
+            ops.append((SET_NOTE, (rng.choice([None, f"n{step}"]), k), k))
+    grouped, one_by_one = table(), table()
+    apply_ops(grouped, ops)
+    for sql, params, _ in ops:
+        one_by_one.execute(sql, params)
+    query = "SELECT k, v, note FROM t ORDER BY k"
+    assert grouped.execute(query).fetchall() == one_by_one.execute(query).fetchall()
+    assert len(group_ops(ops)) < len(ops) / 2  # it did group
+
+
+def test_none_parameters_are_written_as_null_with_the_same_meaning():
+    conn = table()
+    apply_ops(conn, [(INSERT, ("a", None, None), "a"), (INSERT, ("b", 5, "x"), "b"),
+                     (SET_NOTE, (None, "b"), "b"), (SET_V, (9, None), "c")])  # WHERE k=NULL: no row
+    assert conn.execute("SELECT k, v, note FROM t ORDER BY k").fetchall() == [("a", None, None), ("b", 5, None)]
+
+
+def test_a_failing_statement_rolls_back_the_whole_batch():
+    conn = table()
+    with pytest.raises(sqlite3.IntegrityError):
+        apply_ops(conn, [(INSERT, ("a", 1, None), "a"), (INSERT, ("a", 2, None), "a")])
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+def test_job_ids_are_version_4_uuids_and_unique():
+    ids = [new_job_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:500]:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+
+
+def test_job_ids_do_not_follow_the_global_random_seed():
+    code = "import random; from sdjobs_nb._ids import new_job_id; random.seed(42); print(new_job_id())"
+    first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+                     for _ in range(2))
+    assert first != second
+
+
+def test_job_ids_differ_in_a_forked_child():
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its next id and leave at once
+        os.write(write, new_job_id().encode())
+        os._exit(0)
+    os.close(write)
+    child_id = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert child_id and child_id != new_job_id()
+
+
+@pytest.mark.parametrize("metrics", [
+    {"elapsed_seconds": 1.2345e-05, "memory_mb": 61.23, "items": 0, "bytes": 0, "checkpoints": 0,
+     "non_critical_errors": 0},
+    {"elapsed_seconds": 12.0, "memory_mb": None, "items": 10**20, "bytes": 5, "checkpoints": 3,
+     "non_critical_errors": 1},
+    {"elapsed_seconds": math.nan, "memory_mb": None, "items": 0, "bytes": 0, "checkpoints": 0,
+     "non_critical_errors": 0},
+    {"elapsed_seconds": 1.0, "memory_mb": 2.0, "items": True, "bytes": 0, "checkpoints": 0,
+     "non_critical_errors": 0},
+    {"items": 3, "custom": [1, 2]},
+    {},
+])
+def test_metrics_text_is_exactly_what_json_dumps_writes(metrics):
+    assert metrics_json(metrics) == json.dumps(metrics)
+
+
+async def test_an_older_librarys_indexes_are_brought_up_to_date(library):
+    async with sj.JobManager.open(library) as manager:
+        done = await manager.dispatch(Add(2, 3))
+        await done.wait()
+        paused = await manager.dispatch(Steps(total=10_000, delay=0.01))
+        await paused.pause()
+    conn = sqlite3.connect(library / "jobs.db")
+    with conn:  # the unfinished-jobs index of the first release
+        conn.execute("DROP INDEX jobs_unfinished")
+        conn.execute("CREATE INDEX jobs_active ON jobs (status, seq) WHERE status IN ('queued', 'running', 'paused')")
+    conn.close()
+    async with sj.JobManager.open(library) as manager:
+        assert [h.id for h in manager.handles()] == [paused.id]
+        assert await manager.get(done.id).wait() == 5
+    names = {n for (n,) in db_rows(library, "SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "jobs_unfinished" in names and "jobs_active" not in names
+    assert db_rows(library, "PRAGMA user_version") == [(1,)]
+
+
+def test_unfinished_job_queries_use_the_partial_index(tmp_path):
+    from sdjobs_nb._store import store as st
+    from sdjobs_nb._store.schema import CREATE
+
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    conn.executescript(CREATE)
+    for query in (st.SELECT_ACTIVE, st.SELECT_QUEUED_DATA, st.SELECT_RUNNING):
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query))
+        assert "USING INDEX jobs_unfinished" in plan, (query, plan)
