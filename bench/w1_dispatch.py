@@ -160,6 +160,84 @@ async def aiosqlite_insert_commit(ctx: Ctx) -> float:
     return n / t()
 
 
+async def asyncio_floor(ctx: Ctx) -> float:
+    """The asyncio skeleton of `ours` with no bookkeeping and no SQL: N gathered dispatch
+    coroutines each awaiting one shared-batch future, a task per job awaiting a second, and
+    a wait on each job's done future. No Python job system can beat this shape."""
+    n = ctx["n"]
+    loop = asyncio.get_running_loop()
+    pending: list[asyncio.Future[None]] = []
+
+    def flush() -> None:
+        waiters = pending[:]
+        pending.clear()
+        for w in waiters:
+            w.set_result(None)
+
+    def commit() -> asyncio.Future[None]:
+        f = loop.create_future()
+        pending.append(f)
+        if len(pending) == 1:
+            loop.call_soon(flush)
+        return f
+
+    async def job() -> None:
+        return None
+
+    async def run(done: asyncio.Future[None]) -> None:
+        result = await job()
+        await commit()
+        done.set_result(result)
+
+    async def dispatch() -> asyncio.Future[None]:
+        await commit()
+        done = loop.create_future()
+        loop.create_task(run(done))
+        return done
+
+    with timer() as t:
+        dones = await asyncio.gather(*(dispatch() for _ in range(n)))
+        for done in dones:
+            await asyncio.shield(done)
+    return n / t()
+
+
+def sqlite_rows_floor(ctx: Ctx) -> float:
+    """The SQL `ours` writes per job (insert, terminal update, history row) with our schema,
+    as two executemany transactions in one thread: no event loop, no GIL hand-offs."""
+    import sqlite3
+    import uuid
+
+    from sdjobs_nb._store.schema import CREATE
+
+    n = ctx["n"]
+    conn = sqlite3.connect(ctx.workdir / "floor.db", isolation_level=None)
+    conn.executescript(CREATE)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    metrics = '{"elapsed_seconds": 1e-05, "memory_mb": 60.0, "items": 0, "bytes": 0, "checkpoints": 0, "non_critical_errors": 0}'
+    insert = ("INSERT INTO jobs (id, name, version, status, data, metrics, priority, seq, created_at, updated_at) "
+              "VALUES (?, ?, ?, 'queued', ?, '{}', ?, ?, ?, ?)")
+    finish = ("UPDATE jobs SET status=?, result=?, metrics=?, finished_at=?, started_at=?, updated_at=? "
+              "WHERE id=?")
+    history = ("INSERT OR REPLACE INTO job_history (id, name, version, status, priority, created_at, started_at, "
+               "finished_at, duration_s, queue_wait_s, items, bytes, checkpoints, non_critical_errors, "
+               "memory_mb, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    with timer() as t:
+        now = time.time()
+        ids = [str(uuid.uuid4()) for _ in range(n)]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(insert, [(i, "noop", 1, b"\x80", 0, k, now, now) for k, i in enumerate(ids)])
+        conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(finish, [("completed", b"\xc0", metrics, now, now, now, i) for i in ids])
+        conn.executemany(history, [(i, "noop", 1, "completed", 0, now, now, now, 0.0, 0.0, 0, 0, 0, 0, 60.0, metrics)
+                                   for i in ids])
+        conn.execute("COMMIT")
+    conn.close()
+    return n / t()
+
+
 # --- REGISTRATION POINT: our contender -------------------------------------
 # Replace the body with: create our job store in ctx.workdir, submit ctx["n"]
 # no-op jobs, wait until all are finished, return n / elapsed (jobs/s).
@@ -195,6 +273,8 @@ def contenders() -> dict[str, Contender]:
         "asyncio_bare": Contender("asyncio_bare", asyncio_bare, u, asyncio_bare.__doc__),
         "aiosqlite_insert_commit": Contender("aiosqlite_insert_commit", aiosqlite_insert_commit,
                                              u, aiosqlite_insert_commit.__doc__),
+        "asyncio_floor": Contender("asyncio_floor", asyncio_floor, u, asyncio_floor.__doc__),
+        "sqlite_rows_floor": Contender("sqlite_rows_floor", sqlite_rows_floor, u, sqlite_rows_floor.__doc__),
     }
 
 
