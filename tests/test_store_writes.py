@@ -18,15 +18,49 @@ from sdjobs_nb._store.store import metrics_json
 from jobs_for_tests import Add, Steps
 from support import db_rows
 
-INSERT = "INSERT INTO t (k, v, note) VALUES (?, ?, ?)"
-SET_V = "UPDATE t SET v=? WHERE k=?"
-SET_NOTE = "UPDATE t SET note=? WHERE k=?"
+INSERT = "INSERT INTO t (id, v, note) VALUES (?, ?, ?)"
+UPSERT = ("INSERT INTO t (id, v, note) VALUES (?, ?, ?) "
+          "ON CONFLICT(id) DO UPDATE SET v=excluded.v + t.v, note=excluded.note")
+SET_V = "UPDATE t SET v=? WHERE id=?"
+SET_NOTE = "UPDATE t SET note=coalesce(?, note || '!') WHERE id=?"
+LOG = "INSERT INTO log (id, v) VALUES (?, ?)"
 
 
 def table() -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER, note TEXT)")
+    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, v INTEGER, note TEXT)")
+    conn.execute("CREATE TABLE log (n INTEGER PRIMARY KEY, id TEXT, v)")
     return conn
+
+
+def contents(conn: sqlite3.Connection) -> list[list[tuple]]:
+    """Rows of t, and each job's log lines in the order written (jobs' lines may interleave differently)."""
+    return [conn.execute("SELECT id, v, typeof(v), note FROM t ORDER BY id").fetchall(),
+            conn.execute("SELECT id, v, typeof(v) FROM log ORDER BY id, n").fetchall()]
+
+
+def random_ops(seed: int, keys: int, steps: int) -> list:
+    """A random mix of every statement form, as staged by many jobs."""
+    import random
+
+    rng = random.Random(seed)
+    ops, created = [], set()
+    for step in range(steps):
+        k = f"k{rng.randrange(keys)}"
+        if k not in created:
+            ops.append((INSERT, (k, step, None), k))
+            created.add(k)
+            continue
+        choice = rng.random()
+        if choice < 0.3:
+            ops.append((SET_V, (rng.choice([step, step + 0.5, None, b"x"]), k), k))
+        elif choice < 0.5:
+            ops.append((SET_NOTE, (rng.choice([None, f"n{step}"]), k), k))
+        elif choice < 0.7:
+            ops.append((UPSERT, (k, 1, f"u{step}"), k))
+        else:
+            ops.append((LOG, (k, rng.choice([step, "text", None, 1.25])), k))
+    return ops
 
 
 def test_same_sql_is_grouped_and_each_keys_order_is_kept():
@@ -38,41 +72,46 @@ def test_same_sql_is_grouped_and_each_keys_order_is_kept():
         (SET_V, (5, "a"), "a"),  # must run after a's SET_NOTE: a new run
     ]
     runs = group_ops(ops)
-    assert [(sql, len(rows)) for sql, rows in runs] == [(INSERT, 2), (SET_V, 3), (SET_NOTE, 1), (SET_V, 1)]
+    assert [(sql, len(rows)) for sql, rows, _ in runs] == [(INSERT, 2), (SET_V, 3), (SET_NOTE, 1), (SET_V, 1)]
     conn = table()
     apply_ops(conn, ops)
-    assert conn.execute("SELECT k, v, note FROM t ORDER BY k").fetchall() == [("a", 5, "z"), ("b", 4, "y")]
+    assert conn.execute("SELECT id, v, note FROM t ORDER BY id").fetchall() == [("a", 5, "z"), ("b", 4, "y")]
 
 
-def test_interleaved_keys_give_the_result_of_running_ops_one_by_one():
-    import random
-
-    rng = random.Random(7)
-    keys = [f"k{i}" for i in range(6)]
-    ops, created = [], set()
-    for step in range(300):
-        k = rng.choice(keys)
-        if k not in created:
-            ops.append((INSERT, (k, step, None), k))
-            created.add(k)
-        elif rng.random() < 0.5:
-            ops.append((SET_V, (step, k), k))
-        else:
-            ops.append((SET_NOTE, (rng.choice([None, f"n{step}"]), k), k))
+@pytest.mark.parametrize("keys, steps", [(6, 300), (400, 3000), (2000, 6000)])
+def test_grouped_writes_give_the_result_of_running_ops_one_by_one(keys, steps):
+    ops = random_ops(seed=keys, keys=keys, steps=steps)
     grouped, one_by_one = table(), table()
     apply_ops(grouped, ops)
     for sql, params, _ in ops:
         one_by_one.execute(sql, params)
-    query = "SELECT k, v, note FROM t ORDER BY k"
-    assert grouped.execute(query).fetchall() == one_by_one.execute(query).fetchall()
+    assert contents(grouped) == contents(one_by_one)
     assert len(group_ops(ops)) < len(ops) / 2  # it did group
+
+
+def test_long_runs_are_written_by_few_statements():
+    from sdjobs_nb._store.batch import group_ops
+    from sdjobs_nb._store.multirow import write_run
+
+    ops = [(INSERT, (f"k{i}", i, None), f"k{i}") for i in range(1000)]
+    ops += [(SET_V, (i * 2, f"k{i}"), f"k{i}") for i in range(1000)]
+    conn = table()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    conn.execute("BEGIN")
+    for sql, rows, keys in group_ops(ops):
+        write_run(conn, sql, rows, keys)
+    conn.execute("COMMIT")
+    writes = [s for s in statements if s.startswith(("INSERT", "UPDATE"))]
+    assert len(writes) <= 40, len(writes)  # 2,000 one by one
+    assert conn.execute("SELECT sum(v), count(*) FROM t").fetchone() == (999 * 1000, 1000)
 
 
 def test_none_parameters_are_written_as_null_with_the_same_meaning():
     conn = table()
     apply_ops(conn, [(INSERT, ("a", None, None), "a"), (INSERT, ("b", 5, "x"), "b"),
-                     (SET_NOTE, (None, "b"), "b"), (SET_V, (9, None), "c")])  # WHERE k=NULL: no row
-    assert conn.execute("SELECT k, v, note FROM t ORDER BY k").fetchall() == [("a", None, None), ("b", 5, None)]
+                     (SET_V, (None, "b"), "b"), (SET_V, (9, None), "c")])  # WHERE id=NULL: no row
+    assert conn.execute("SELECT id, v, note FROM t ORDER BY id").fetchall() == [("a", None, None), ("b", None, "x")]
 
 
 def test_a_failing_statement_rolls_back_the_whole_batch():

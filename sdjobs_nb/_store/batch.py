@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import LibraryError
+from .multirow import write_run
 
 log = logging.getLogger("sdjobs_nb.store")
 
@@ -26,14 +27,11 @@ Op = tuple[str, Sequence[Any], str]  # (sql, params, key: the job the statement 
 
 
 def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
-    """Run `ops` in one transaction on the database thread, grouped for `executemany`."""
+    """Run `ops` in one transaction on the database thread, a few statements per run of same SQL."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for sql, rows in group_ops(ops):
-            if len(rows) == 1:
-                conn.execute(sql, rows[0])
-            else:
-                conn.executemany(sql, rows)
+        for sql, rows, keys in group_ops(ops):
+            write_run(conn, sql, rows, keys)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # a failed COMMIT (disk full) has already rolled back
@@ -41,7 +39,7 @@ def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
         raise
 
 
-def group_ops(ops: list[Op]) -> list[tuple[str, list[Sequence[Any]]]]:
+def group_ops(ops: list[Op]) -> list[tuple[str, list[Sequence[Any]], list[str]]]:
     """Gather statements with the same SQL into runs, keeping each key's statements in order.
 
     A statement joins the newest run of its SQL unless a later run already holds a statement
@@ -50,7 +48,7 @@ def group_ops(ops: list[Op]) -> list[tuple[str, list[Sequence[Any]]]]:
     literal NULLs first: the sqlite3 module binds None through its adapter lookup, which costs
     about a microsecond per value, more than the rest of a row's write.
     """
-    runs: list[tuple[str, list[Sequence[Any]]]] = []
+    runs: list[tuple[str, list[Sequence[Any]], list[str]]] = []
     newest_run: dict[str, int] = {}  # sql -> index of its newest run
     last_run_of_key: dict[str, int] = {}
     for sql, params, key in ops:
@@ -63,8 +61,9 @@ def group_ops(ops: list[Op]) -> list[tuple[str, list[Sequence[Any]]]]:
         run = newest_run.get(sql)
         if run is None or last_run_of_key.get(key, -1) > run:
             run = newest_run[sql] = len(runs)
-            runs.append((sql, []))
+            runs.append((sql, [], []))
         runs[run][1].append(params)
+        runs[run][2].append(key)
         last_run_of_key[key] = max(run, last_run_of_key.get(key, -1))
     return runs
 

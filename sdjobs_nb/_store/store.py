@@ -301,7 +301,9 @@ class Store:
 
 
 async def _connect(db_path: Path, target: str, *, read_only: bool, durable: bool) -> aiosqlite.Connection:
-    pending = aiosqlite.connect(target, isolation_level=None, check_same_thread=False, uri=read_only)
+    # room for the multi-row statements of every write shape (multirow.py) in the statement cache
+    pending = aiosqlite.connect(target, isolation_level=None, check_same_thread=False, uri=read_only,
+                                cached_statements=512)
     thread = getattr(pending, "_thread", None)
     if thread is not None:  # a script that forgets close() must still be able to exit
         thread.daemon = True
