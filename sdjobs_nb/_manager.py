@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import heapq
 import json
 import logging
@@ -415,22 +416,40 @@ class JobManager:
 
     async def _run(self, entry: JobEntry) -> None:
         ctx = entry.ctx = JobContext(self, entry, self._log_dir)
+        handed_over = False
         try:
             ctx.lifecycle(logging.INFO, "run started")
             outcome = await self._call_run(entry, ctx)
             announce = self._stage_outcome(entry, ctx, outcome)
-            self._release_slot(entry)  # the next job starts while this one's writes commit
-            try:
-                await self._commit_safely()
-            except LibraryError as e:
-                self._unsaved_end(entry, ctx, e)
-                return
-            announce()
+            # the task ends here; the job is announced when its writes commit (no wake-up per job)
+            self._store.after_commit(functools.partial(self._written, entry, ctx, announce))
+            handed_over = True
         finally:
             entry.task = None
             self._running.pop(entry.id, None)
+            if not handed_over:
+                ctx.close()
+            self._release_slot(entry)  # the next job starts while this one's writes commit
+
+    def _written(self, entry: JobEntry, ctx: JobContext, announce: Callable[[], None],
+                 error: BaseException | None) -> None:
+        """The end of a run is committed (announce it) or jobs.db refused it."""
+        try:
+            if error is None:
+                announce()
+            elif isinstance(error, LibraryError):
+                self._unsaved_end(entry, ctx, error)
+            else:
+                self._unsaved_end(entry, ctx, LibraryError(f"the write was abandoned ({_describe(error)})"))
+        finally:
             ctx.close()
-            self._release_slot(entry)
+
+    async def _ended_runs_announced(self) -> None:
+        """Wait until runs that already ended are announced (their writes committed or refused)."""
+        try:
+            await self._store.commit()
+        except LibraryError:
+            pass  # each job's `_written` has dealt with it
 
     async def _call_run(self, entry: JobEntry, ctx: JobContext) -> Outcome | str:
         """Run the job's coroutine and classify how it ended (a str means: save as paused)."""
@@ -679,15 +698,15 @@ class JobManager:
             entry.interrupt = request
         if reason is not None and request == "pause":
             entry.pause_reason = reason
-        if task is None:
-            return
-        done, _ = await asyncio.wait({task}, timeout=self.grace_period)
-        if not done:
-            entry.forced = True
-            if entry.ctx is not None:
-                entry.ctx.lifecycle(logging.WARNING, "did not reach check_interrupted within %.1f s; stopping it", self.grace_period)
-            task.cancel()
-            await asyncio.wait({task})
+        if task is not None:
+            done, _ = await asyncio.wait({task}, timeout=self.grace_period)
+            if not done:
+                entry.forced = True
+                if entry.ctx is not None:
+                    entry.ctx.lifecycle(logging.WARNING, "did not reach check_interrupted within %.1f s; stopping it", self.grace_period)
+                task.cancel()
+                await asyncio.wait({task})
+        await self._ended_runs_announced()
 
     async def resume(self, job_id: str) -> None:
         """Resume a paused job from its saved state; it reports RUNNING once it runs again."""

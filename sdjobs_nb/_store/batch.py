@@ -14,7 +14,7 @@ import sqlite3
 from itertools import compress, repeat
 from operator import is_not
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Optional, Union
 
 from .._errors import LibraryError
 from .multirow import write_run
@@ -24,6 +24,7 @@ log = logging.getLogger("sdjobs_nb.store")
 _NONES = repeat(None)
 
 Op = tuple[str, Sequence[Any], str]  # (sql, params, key: the job the statement writes)
+Waiter = Union["asyncio.Future[None]", Callable[[Optional[BaseException]], None]]
 
 
 def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
@@ -79,6 +80,13 @@ def _with_nulls(sql: str, kept: tuple[bool, ...]) -> str:
     return "".join(out)
 
 
+def _call(callback: Callable[[BaseException | None], None], error: BaseException | None) -> None:
+    try:
+        callback(error)
+    except Exception:  # one job's bookkeeping must not stop the others being told
+        log.exception("an after-commit callback failed")
+
+
 def _write_error(error: sqlite3.Error) -> LibraryError:
     wrapped = LibraryError(
         f"could not write jobs.db ({error}); nothing of this write was saved. Free disk space or fix "
@@ -93,15 +101,17 @@ class WriteBatcher:
 
     `stage` never blocks; `commit()` waits until everything staged before it is on disk
     (or raises the error that stopped that transaction). Each waiter has its own future, so
-    a cancelled waiter never disturbs the others and no `shield` is needed.
+    a cancelled waiter never disturbs the others and no `shield` is needed. `after_commit`
+    registers a plain callback instead, for code that need not wait (a finished job's task
+    ends at once and the job is announced from the callback: no task wake-up per job).
     """
 
     def __init__(self, submit: Callable[[list[Op]], asyncio.Future[Any]]) -> None:
         self._submit = submit  # hands ops to the database thread, returns a loop future
         self._pending: list[Op] = []
         self._batch = 0  # number of the batch now collecting
-        self._pending_waiters: list[asyncio.Future[None]] = []
-        self._inflight_waiters: list[asyncio.Future[None]] | None = None
+        self._pending_waiters: list[Waiter] = []
+        self._inflight_waiters: list[Waiter] | None = None
         self._kick_scheduled = False
 
     def stage(self, sql: str, params: Sequence[Any], key: str) -> tuple[int, int]:
@@ -127,15 +137,26 @@ class WriteBatcher:
         one, and a coroutine frame around it would cost more than the wait itself.
         """
         waiter = asyncio.get_running_loop().create_future()
+        if not self._wait(waiter):
+            waiter.set_result(None)
+        return waiter
+
+    def after_commit(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call `callback(None)` once everything staged so far is committed, or `callback(error)`."""
+        if not self._wait(callback):
+            asyncio.get_running_loop().call_soon(callback, None)
+
+    def _wait(self, waiter: Waiter) -> bool:
+        """Attach `waiter` to the batch holding the newest staged write; False if all is written."""
         if self._pending:
             self._pending_waiters.append(waiter)
             if self._inflight_waiters is None:
                 self._send()
-        elif self._inflight_waiters is not None:
+            return True
+        if self._inflight_waiters is not None:
             self._inflight_waiters.append(waiter)
-        else:
-            waiter.set_result(None)
-        return waiter
+            return True
+        return False
 
     async def drain(self) -> None:
         """Wait until nothing is staged or in flight (used by close)."""
@@ -154,17 +175,19 @@ class WriteBatcher:
         self._inflight_waiters = waiters
         self._submit(ops).add_done_callback(lambda written: self._sent(written, waiters, len(ops)))
 
-    def _sent(self, written: asyncio.Future[Any], waiters: list[asyncio.Future[None]], count: int) -> None:
+    def _sent(self, written: asyncio.Future[Any], waiters: list[Waiter], count: int) -> None:
         self._inflight_waiters = None
         error = asyncio.CancelledError() if written.cancelled() else written.exception()
         if isinstance(error, sqlite3.Error):
             error = _write_error(error)
         if error is not None:
             log.error("jobs.db write of %d statements failed: %s", count, error)
-        for waiter in waiters:
-            if waiter.done():
+        for waiter in waiters:  # in staging order; callbacks run here, futures wake their tasks later
+            if not isinstance(waiter, asyncio.Future):
+                _call(waiter, error)
+            elif waiter.done():
                 continue
-            if error is None:
+            elif error is None:
                 waiter.set_result(None)
             else:
                 waiter.set_exception(error)

@@ -226,6 +226,10 @@ class Store:
         """Return a future that is done when everything staged so far is on disk (await it)."""
         return self._writer.commit()
 
+    def after_commit(self, callback: Any) -> None:
+        """Call `callback(None)` once everything staged so far is on disk, or `callback(error)`."""
+        self._writer.after_commit(callback)
+
     def stage_new_job(self, job_id: str, name: str, version: int, data: bytes, priority: int, seq: int,
                       parent_id: str | None, spawn_key: str | None, initiated_by: str | None,
                       context: str | None, dedup_key: str | None, now: float) -> None:
