@@ -195,3 +195,85 @@ def test_unfinished_job_queries_use_the_partial_index(tmp_path):
     for query in (st.SELECT_ACTIVE, st.SELECT_QUEUED_DATA, st.SELECT_RUNNING):
         plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query))
         assert "USING INDEX jobs_unfinished" in plan, (query, plan)
+
+
+class FakeDatabase:
+    """Stands in for the database thread: records each batch and completes it when told."""
+
+    def __init__(self) -> None:
+        self.batches: list[list] = []
+        self.futures: list = []
+
+    def submit(self, ops):
+        import asyncio
+
+        self.batches.append([op for op in ops if op[0] is not None])
+        future = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        return future
+
+    def finish(self, index: int, error: BaseException | None = None) -> None:
+        if error is None:
+            self.futures[index].set_result(None)
+        else:
+            self.futures[index].set_exception(error)
+
+
+async def test_a_lone_commit_sends_at_once_and_later_writes_wait_for_the_next_batch():
+    import asyncio
+
+    from sdjobs_nb._store.batch import WriteBatcher
+
+    db = FakeDatabase()
+    writer = WriteBatcher(db.submit)
+    writer.stage(INSERT, ("a", 1, None), "a")
+    first = writer.commit()
+    assert len(db.batches) == 1  # sent without waiting for the loop
+    writer.stage(INSERT, ("b", 1, None), "b")
+    second = writer.commit()
+    announced: list = []
+    writer.after_commit(announced.append)
+    await asyncio.sleep(0)
+    assert len(db.batches) == 1  # one batch in flight; the next one grows meanwhile
+    db.finish(0)
+    await first
+    assert not second.done() and len(db.batches) == 2 and db.batches[1][0][2] == "b"
+    db.finish(1)
+    await second
+    assert announced == [None]
+
+
+async def test_a_withdrawn_write_is_not_sent_but_a_sent_one_stays():
+    import asyncio
+
+    from sdjobs_nb._store.batch import WriteBatcher
+
+    db = FakeDatabase()
+    writer = WriteBatcher(db.submit)
+    sent = writer.stage(INSERT, ("a", 1, None), "a")
+    writer.commit()
+    kept_back = writer.stage(SET_V, (2, "b"), "b")
+    assert not writer.withdraw(sent)
+    assert writer.withdraw(kept_back)
+    writer.stage(SET_V, (3, "c"), "c")
+    done = writer.commit()
+    db.finish(0)
+    await asyncio.sleep(0)
+    db.finish(1)
+    await done
+    assert [op[1] for op in db.batches[1]] == [(3, "c")]
+
+
+async def test_a_failed_batch_tells_its_waiters_and_callbacks_why():
+    from sdjobs_nb._store.batch import WriteBatcher
+
+    db = FakeDatabase()
+    writer = WriteBatcher(db.submit)
+    writer.stage(INSERT, ("a", 1, None), "a")
+    told: list = []
+    writer.after_commit(told.append)
+    waiter = writer.commit()
+    db.finish(0, sqlite3.OperationalError("database or disk is full"))
+    with pytest.raises(sj.LibraryError, match="disk is full"):
+        await waiter
+    assert len(told) == 1 and isinstance(told[0], sj.LibraryError)
