@@ -277,3 +277,32 @@ async def test_a_failed_batch_tells_its_waiters_and_callbacks_why():
     with pytest.raises(sj.LibraryError, match="disk is full"):
         await waiter
     assert len(told) == 1 and isinstance(told[0], sj.LibraryError)
+
+
+async def test_a_long_read_by_the_owner_never_holds_up_jobs_commits(manager):
+    import asyncio
+    import threading
+
+    release = threading.Event()
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        release.wait(30)  # holds whatever thread the read runs on until the job below is done
+        return conn.execute("SELECT count(*) FROM job_history").fetchone()[0]
+
+    read = asyncio.ensure_future(manager.store.run_read(slow_read))
+    await asyncio.sleep(0.05)
+    try:
+        handle = await asyncio.wait_for(manager.dispatch(Add(2, 3)), 10)
+        assert await asyncio.wait_for(handle.wait(), 10) == 5  # committed while the read is open
+    finally:
+        release.set()
+    assert await read == 1  # the read ran after the commit it did not hold up
+    history = await manager.history()
+    assert list(history["id"]) == [handle.id]
+
+
+async def test_a_read_only_view_reads_on_its_own_connection(library):
+    async with sj.JobManager.open(library) as owner:
+        await (await owner.dispatch(Add(1, 1))).wait()
+        async with sj.JobManager.open(library, read_only=True) as view:
+            assert len(await view.history()) == 1

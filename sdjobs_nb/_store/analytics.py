@@ -1,8 +1,8 @@
 """Bulk reads for DataFrames and the command line: history, metrics, active jobs.
 
-Everything that reads many rows runs on the database thread (`Store.run_in_db_thread`), so
-the event loop never waits for it, and inside one read transaction, so every statement of a
-read sees the same rows while the owner keeps writing. Results are plain Python (lists of
+Everything that reads many rows runs off the loop (`Store.run_read`: an owner's own read
+connection and thread, so running jobs' commits never wait for it), and inside one read
+transaction, so every statement of a read sees the same rows while the owner keeps writing. Results are plain Python (lists of
 tuples, dicts): pandas is optional and the DataFrames are built by `sdjobs_nb.frames`.
 
 Reading a large history is mostly the cost of turning SQLite values into Python objects, value
@@ -170,8 +170,8 @@ class MetricsRow:
 
 
 async def history(store: Store, query: HistoryQuery, build: Callable[[HistoryColumns], T]) -> T:
-    """Read history rows and return `build(columns)`, both on the database thread."""
-    return await store.run_in_db_thread(_read_then_build, query, build)
+    """Read history rows and return `build(columns)`, both on the read thread."""
+    return await store.run_read(_read_then_build, query, build)
 
 
 def _read_then_build(conn: sqlite3.Connection, query: HistoryQuery, build: Callable[[HistoryColumns], T]) -> T:
@@ -342,8 +342,8 @@ class _snapshot:
 
 
 async def metrics(store: Store, by: str, query: HistoryQuery, build: Callable[[list[MetricsRow]], T]) -> T:
-    """Aggregate history rows per `by` value and return `build(rows)`, on the database thread."""
-    return await store.run_in_db_thread(_metrics_then_build, by, query, build)
+    """Aggregate history rows per `by` value and return `build(rows)`, on the read thread."""
+    return await store.run_read(_metrics_then_build, by, query, build)
 
 
 def _metrics_then_build(conn: sqlite3.Connection, by: str, query: HistoryQuery, build: Callable[[list[MetricsRow]], T]) -> T:
@@ -411,7 +411,7 @@ def _with_quantiles(conn: sqlite3.Connection, row: tuple, where: str, params: li
 
 async def durations(store: Store, query: HistoryQuery) -> dict[str, str]:
     """Return {name: durations comma-separated} of the rows `query` selects, by name."""
-    return await store.run_in_db_thread(read_durations, query)
+    return await store.run_read(read_durations, query)
 
 
 def read_durations(conn: sqlite3.Connection, query: HistoryQuery) -> dict[str, str]:

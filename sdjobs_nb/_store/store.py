@@ -22,6 +22,7 @@ from .._progress import Progress
 from .._records import JobRecord
 from .._status import JobStatus
 from .batch import Op, WriteBatcher, apply_ops
+from .reader import BulkReader
 from .schema import CREATE, HISTORY_COLUMNS, JOB_COLUMNS, OBSOLETE, SCHEMA_VERSION
 
 DB_NAME = "jobs.db"
@@ -167,6 +168,8 @@ class Store:
         self.read_only = read_only
         self._writer = WriteBatcher(self._submit)
         self._sync_reader: sqlite3.Connection | None = None
+        # owners read big results on a second connection so commits never queue behind them
+        self._bulk_reader = None if read_only else BulkReader(read_only_uri(path))
         self.closed = False
 
     @classmethod
@@ -194,6 +197,8 @@ class Store:
         finally:
             if self._sync_reader is not None:
                 self._sync_reader.close()
+            if self._bulk_reader is not None:
+                await self._bulk_reader.close()
             await self._db.close()
 
     # --- writes -------------------------------------------------------------------------------
@@ -299,8 +304,14 @@ class Store:
         row = self._sync_reader.execute(SELECT_JOB, (job_id,)).fetchone()
         return None if row is None else record_from_row(row)
 
-    async def run_in_db_thread(self, fn: Any, *args: Any) -> Any:
-        """Run `fn(conn, *args)` on the database thread (bulk reads for DataFrames)."""
+    async def run_read(self, fn: Any, *args: Any) -> Any:
+        """Run `fn(conn, *args)` off the loop on a connection that sees the committed state.
+
+        An owner's big reads (history, metrics, plots) use their own connection and thread,
+        so jobs' commits never wait for them; a read-only view reads on its only connection.
+        """
+        if self._bulk_reader is not None:
+            return await self._bulk_reader.run(fn, *args)
         return await self._in_db_thread(functools.partial(fn, self._db._conn, *args))
 
 

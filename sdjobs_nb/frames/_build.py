@@ -1,4 +1,4 @@
-"""Typed pandas columns from analytics values (runs on the database thread).
+"""Typed pandas columns from analytics values (runs on the read thread, off the loop).
 
 Fetched columns go straight from the row tuples into numpy (`np.fromiter`, no lists);
 constant ones are filled without touching rows, and differences are computed in numpy.

@@ -48,7 +48,7 @@ async def history_frame(manager: JobManager, *, name: Any = None, status: Any = 
     truncated to the microsecond so that `since=df.finished_at[i]` includes row i and
     `until=` excludes it; durations in float seconds; counters int64; `context` the dict
     given at dispatch (or None). Ties in `finished_at` keep the later-written row first.
-    The frame is read and built on the database thread: the event loop stays free.
+    The frame is read and built on the read thread: the event loop and the writes stay free.
     """
     _deps.pandas()
     check_open(manager)
