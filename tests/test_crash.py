@@ -178,3 +178,46 @@ def test_crash_between_pausing_a_parent_and_its_children(tmp_path: Path) -> None
             return await within(manager.get(parent_id).wait(), 10)
 
     assert asyncio.run(next_kernel()) == expected_outcome("rel_parent", {"n_children": 2, "child_n": 30})[1]
+
+
+_SLOW_CREATE = '''
+import asyncio, sys
+import sdjobs_nb as sj
+from sdjobs_nb._store import store
+# the schema script gains a statement that writes for a long time, so the kill lands inside it
+store.CREATE += (" CREATE TABLE slow_fill AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                 " WHERE i < 50000000) SELECT i, randomblob(64) AS b FROM n;")
+async def main():
+    await sj.JobManager.open(sys.argv[1])
+asyncio.run(main())
+'''
+
+
+def test_a_kill_while_the_library_is_created_leaves_a_file_any_reader_can_open(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    library = tmp_path / "library"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_CREATE, str(library)], stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (library / "jobs.db-wal").exists() or (library / "jobs.db-journal").exists(), 30,
+                 what="the schema being written")
+        time.sleep(0.3)
+        assert proc.poll() is None, proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (library / "jobs.db-journal").exists()  # WAL from the first write: no hot journal
+    assert integrity(library) == "ok"  # a read-only connection, as another tool would open it
+    assert rows(library, "SELECT count(*) FROM sqlite_master WHERE name='jobs'") == [(0,)]  # nothing half-made
+
+    async def reopen() -> int:
+        async with sj.JobManager.open(library) as manager:
+            return await (await manager.dispatch(CheckpointJob(n=3, k=1))).wait()
+
+    assert asyncio.run(reopen()) == asyncio.run(_reference(tmp_path / "reference"))
+
+
+async def _reference(library: Path) -> int:
+    async with sj.JobManager.open(library) as manager:
+        return await (await manager.dispatch(CheckpointJob(n=3, k=1))).wait()

@@ -349,20 +349,23 @@ async def _configure(db: aiosqlite.Connection, *, read_only: bool, durable: bool
     if read_only:
         await db.execute("PRAGMA query_only = ON")
         return
-    await _create_or_check(db, version, {t[0] for t in tables}, where)
+    _refuse_foreign(version, {t[0] for t in tables}, where)
     try:
+        # WAL before the first write: a process killed while creating the schema then leaves a
+        # WAL that any reader can use, never a hot rollback journal only a writer may undo
         await db.execute("PRAGMA journal_mode = WAL")
         # random UUID keys touch pages all over the indexes; a bigger cache keeps a deep queue fast
         await db.execute("PRAGMA cache_size = -32768")
         await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
     except sqlite3.Error as e:
         raise LibraryError(f"cannot set up {where}: {e}") from e
-
-
-async def _create_or_check(db: aiosqlite.Connection, version: int, tables: set[str], where: str) -> None:
-    if version == 0 and tables - {"jobs", "job_history", "job_checkpoints", "job_errors"}:
-        raise LibraryError(f"{where} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); pick another folder")
     try:
         await db.executescript(f"BEGIN IMMEDIATE; {CREATE} {OBSOLETE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     except sqlite3.Error as e:
         raise LibraryError(f"cannot write {where}: {e}") from e
+
+
+def _refuse_foreign(version: int, tables: set[str], where: str) -> None:
+    """Leave a SQLite file of some other program untouched."""
+    if version == 0 and tables - {"jobs", "job_history", "job_checkpoints", "job_errors"}:
+        raise LibraryError(f"{where} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); pick another folder")
