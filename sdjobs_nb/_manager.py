@@ -390,6 +390,11 @@ class JobManager:
         name, version, blob = row
         job = registry.create(name, version, blob)
         self._broken.pop(entry.id, None)
+        # metrics reach jobs.db at most once a second; a crash can leave them behind the exact
+        # checkpoint count, which the resumed run carries on from
+        saved = await self._store.checkpoint_count(entry.id)
+        if saved > int(entry.metrics.get("checkpoints", 0)):
+            entry.metrics = {**entry.metrics, "checkpoints": saved}
         return job
 
     def _on_registered(self, name: str) -> None:

@@ -90,6 +90,8 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(tmp_path: Path, kill_at: i
     assert redone == set(range(checkpointed, done_before))
     assert len(redone) <= K
     assert integrity(library) == "ok"
+    # every checkpoint that reached jobs.db counts once, even those the crash kept out of the metrics
+    assert rows(library, "SELECT checkpoints FROM job_history WHERE id=?", (job_id,)) == [(N // K,)]
     tally("sigkill_checkpointing_job", kill_at=done_before, checkpointed=checkpointed, redone_items=len(redone))
 
 

@@ -282,6 +282,11 @@ class Store:
     async def queued_data(self) -> list[tuple[str, str, int, bytes]]:
         return [tuple(r) for r in await self.fetchall(SELECT_QUEUED_DATA)]
 
+    async def checkpoint_count(self, job_id: str) -> int:
+        """How many checkpoints of the job reached jobs.db (0 if none)."""
+        row = await self.fetchone("SELECT count FROM job_checkpoints WHERE job_id=?", (job_id,))
+        return 0 if row is None else int(row[0])
+
     async def result_blob(self, job_id: str) -> bytes | None:
         row = await self.fetchone(SELECT_RESULT, (job_id,))
         return None if row is None else row[0]
