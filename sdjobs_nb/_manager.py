@@ -20,8 +20,8 @@ from . import _codec
 from ._context import JobContext
 from ._entry import JobEntry, Outcome
 from ._errors import (
-    BrokenJob, ChildFailed, Critical, Interrupted, InvalidTransition, JobNotFound, LibraryError, ManagerClosed, NotResumable, ReadOnlyLibrary, SerializationError, UnknownJob,
-    VersionMismatch,
+    BrokenJob, ChildFailed, Critical, Interrupted, InvalidTransition, JobNotFound, LibraryError, ManagerClosed,
+    NotResumable, ReadOnlyLibrary, SerializationError, UnknownJob, VersionMismatch,
 )
 from ._events import EventBus
 from ._executors import BlockingRunner
