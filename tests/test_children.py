@@ -229,19 +229,24 @@ async def test_pause_is_prompt_when_children_hold_every_slot(library):
     """
     async with sj.JobManager.open(library, max_concurrent=1, grace_period=10) as manager:
         parent = await manager.dispatch(FanOut([slow(1, 3.0), slow(2, 3.0)]))
-        await wait_until(lambda: _has_children(parent.id, 2), what="children spawned")
-        running, queued = SPAWNED[parent.id][-1]
-        await wait_until(lambda: _status_is(manager, running, S.RUNNING), what="first child running")
-        started = time.monotonic()
-        await asyncio.wait_for(manager.pause(parent.id), 15)
-        took = time.monotonic() - started
-        children = [await manager.record(i) for i in (running, queued)]
-        assert took < 1.0, f"pause() took {took:.1f} s; children: {[(c.status.value, c.pause_reason) for c in children]}"
-        assert [(c.status, c.pause_reason) for c in children] == [(S.PAUSED, "parent")] * 2
+        await _pause_promptly_with_children(manager, parent.id)
 
         await manager.resume(parent.id)
         assert (await asyncio.wait_for(parent.wait(), 20))["results"] == [1, 4]
         assert len(child_rows(library, parent.id)) == 2
+
+
+async def _pause_promptly_with_children(manager: sj.JobManager, parent_id: str) -> None:
+    """Pause a parent whose first child runs and second is queued; both children end PAUSED (parent)."""
+    await wait_until(lambda: _has_children(parent_id, 2), what="children spawned")
+    running, queued = SPAWNED[parent_id][-1]
+    await wait_until(lambda: _status_is(manager, running, S.RUNNING), what="first child running")
+    started = time.monotonic()
+    await asyncio.wait_for(manager.pause(parent_id), 15)
+    took = time.monotonic() - started
+    children = [await manager.record(i) for i in (running, queued)]
+    assert took < 1.0, f"pause() took {took:.1f} s; children: {[(c.status.value, c.pause_reason) for c in children]}"
+    assert [(c.status, c.pause_reason) for c in children] == [(S.PAUSED, "parent")] * 2
 
 
 async def _status_is(manager: sj.JobManager, job_id: str, status: S) -> bool:
@@ -252,15 +257,7 @@ async def test_pause_with_no_grace_period_is_prompt_when_children_hold_every_slo
     """grace_period=0 stops the waiting parent's task at once; it must not then queue for a slot."""
     async with sj.JobManager.open(library, max_concurrent=1, grace_period=0) as manager:
         parent = await manager.dispatch(FanOut([Square(1, steps=10, delay=0.3), Square(2, steps=10, delay=0.3)]))
-        await wait_until(lambda: _has_children(parent.id, 2), what="children spawned")
-        running, queued = SPAWNED[parent.id][-1]
-        await wait_until(lambda: _status_is(manager, running, S.RUNNING), what="first child running")
-        started = time.monotonic()
-        await asyncio.wait_for(manager.pause(parent.id), 15)
-        took = time.monotonic() - started
-        children = [await manager.record(i) for i in (running, queued)]
-        assert took < 1.0, f"pause() took {took:.1f} s; children: {[(c.status.value, c.pause_reason) for c in children]}"
-        assert [(c.status, c.pause_reason) for c in children] == [(S.PAUSED, "parent")] * 2
+        await _pause_promptly_with_children(manager, parent.id)
 
 
 async def test_close_with_no_grace_period_while_a_parent_waits_does_not_hang(library):

@@ -10,6 +10,7 @@ from .._records import JobRecord
 from .._status import JobStatus
 from .._store import analytics
 from .._store.analytics import TERMINAL_STATUSES, HistoryColumns, MetricsRow
+from .._store.schema import ACTIVE_STATUSES
 from . import _deps
 from ._query import history_query, to_epoch
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ("history_frame", "metrics_frame", "active_jobs_frame", "build_history", "build_metrics", "check_open")
 
-ACTIVE_STATUSES = ("queued", "running", "paused")
 
 # field -> how its values become a column
 _KINDS = {
