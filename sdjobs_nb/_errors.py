@@ -70,8 +70,8 @@ class VersionMismatch(SdjobsError):
         self.name, self.stored, self.current = name, stored, current
         super().__init__(
             f"job {name!r} was stored with VERSION {stored} but the class is VERSION {current}; "
-            f"define `@classmethod migrate(cls, data, from_version)` on the class to convert it. "
-            f"The stored job was left untouched."
+            f"define `@classmethod migrate(cls, data, from_version)` on the class to convert it (or go back "
+            f"to VERSION {stored}). The stored job was left untouched and waits in manager.broken(); resume it then."
         )
 
 
@@ -95,14 +95,19 @@ class LibraryError(SdjobsError, OSError):
 
 
 class LibraryLocked(LibraryError):
-    """Raised when another manager (in this or another process) owns the library."""
+    """Raised when another manager (in another process, or on another event loop of this one) owns the library."""
 
-    def __init__(self, path: str, pid: int | None) -> None:
+    def __init__(self, path: str, pid: int | None, *, here: bool = False) -> None:
         self.path, self.pid = path, pid
-        holder = f"process {pid}" if pid else "another process"
+        if here:
+            where = (f"another manager in this process (pid {pid}), running on another event loop (for "
+                     f"example one opened with open_sync in another thread); close that manager first "
+                     f"(`await manager.close()` on its loop, or `sj.run_sync(manager.close())` in its thread)")
+        else:
+            holder = f"process {pid}" if pid else "another process"
+            where = f"{holder}; close the manager there, or stop that process"
         super().__init__(
-            f"library {path!r} is owned by {holder}; close the manager there (or stop that "
-            f"kernel), or open it with read_only=True to look without running jobs"
+            f"library {path!r} is owned by {where}; or open it with read_only=True to look without running jobs"
         )
 
 

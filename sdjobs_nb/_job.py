@@ -79,7 +79,7 @@ class JobRegistry:
 
     def create(self, name: str, version: int, blob: bytes) -> Job:
         """Re-create a stored job, migrating or refusing a different VERSION."""
-        cls = self.get(name)
+        cls = self._stored_class(name)
         try:
             data = decode_fields(blob)
         except Exception as e:
@@ -89,7 +89,21 @@ class JobRegistry:
         try:
             return cls(**coerce_fields(cls, data))
         except InvalidJobData as e:
-            raise BrokenJob(f"stored state does not fit {name!r} VERSION {cls.VERSION}: {e}") from e
+            raise BrokenJob(
+                f"stored state does not fit {name!r} VERSION {cls.VERSION}: {e}. To carry on, put the class's "
+                f"fields back as they were, or bump VERSION to {cls.VERSION + 1} and add "
+                f"`@classmethod migrate(cls, data, from_version)` that turns the old fields into the new ones; "
+                f"until then the job waits untouched in manager.broken(), then resume it"
+            ) from e
+
+    def _stored_class(self, name: str) -> type[Job]:
+        try:
+            return self.get(name)
+        except UnknownJob as e:
+            raise UnknownJob(
+                f"{e}. The stored job is kept and waits in manager.broken(): a queued one starts as soon as "
+                f"its class is defined, a paused one can be resumed then"
+            ) from None
 
 
 def _migrate(cls: type[Job], data: dict[str, Any], version: int) -> dict[str, Any]:

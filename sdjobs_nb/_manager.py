@@ -20,8 +20,8 @@ from . import _codec
 from ._context import JobContext
 from ._entry import JobEntry, Outcome
 from ._errors import (
-    BrokenJob, ChildFailed, Critical, Interrupted, InvalidTransition, JobNotFound, LibraryError, ManagerClosed,
-    NotResumable, ReadOnlyLibrary, SerializationError, UnknownJob, VersionMismatch,
+    BrokenJob, ChildFailed, Critical, Interrupted, InvalidTransition, JobNotFound, LibraryError, LibraryLocked,
+    ManagerClosed, NotResumable, ReadOnlyLibrary, SerializationError, UnknownJob, VersionMismatch,
 )
 from ._events import EventBus
 from ._executors import BlockingRunner
@@ -118,9 +118,17 @@ class JobManager:
             file_log = os.environ.get("SDJOBS_FILE_LOG", "") not in ("", "0", "false", "no")
         runner_check = BlockingRunner(executor)  # reject a bad executor before touching disk
         del runner_check
+        options = dict(max_concurrent=max_concurrent, grace_period=grace_period, executor=executor,
+                       file_log=file_log, max_state_bytes=max_state_bytes)
 
         async def _open() -> JobManager:
             folder = Path(os.fspath(path)).expanduser()
+            live = None if read_only else await _live_owner(folder)
+            if live is not None:  # a re-run `open` cell: the same manager, with the options given now
+                await live._reconfigure(durable=durable, **options)
+                if resume:
+                    await live.resume_interrupted()
+                return live
             prepare_folder(folder, read_only)
             lock = None if read_only else OwnerLock(folder)
             if lock is not None:
@@ -132,19 +140,50 @@ class JobManager:
                     lock.release()
                 raise
             try:
-                manager = cls(folder, store, lock, max_concurrent=max_concurrent, grace_period=grace_period,
-                              executor=executor, file_log=file_log, max_state_bytes=max_state_bytes)
+                manager = cls(folder, store, lock, **options)
                 await manager._load()
             except BaseException:
                 if lock is not None:
                     lock.release()
                 await store.close()
                 raise
+            if lock is not None:
+                _OWNERS[_owner_key(folder)] = manager
             if resume:
                 await manager.resume_interrupted()
             return manager
 
         return _Opener(_open)
+
+    async def _reconfigure(self, *, max_concurrent: int, grace_period: float, executor: Any, file_log: bool,
+                           max_state_bytes: int, durable: bool) -> None:
+        """Apply the options of a repeated `open` to this live manager (the newest cell wins)."""
+        self.max_concurrent = max_concurrent
+        self.grace_period = grace_period
+        if executor is not self._runner.executor:
+            self._runner = BlockingRunner(executor)
+        self._log_dir = self.path / "logs" if file_log else None
+        self._max_state_bytes = max_state_bytes
+        if durable != self._store.durable:
+            await self._store.set_durable(durable)
+        self._schedule()  # more slots start queued jobs now
+
+    def _abandon(self) -> None:
+        """Release a library whose manager's event loop is closed: none of its jobs can run again."""
+        self._closed = True
+        self._bus.close()
+        try:
+            self._store.abandon()
+        finally:
+            self._release_ownership()
+
+    def _release_ownership(self) -> None:
+        if self._lock is None:
+            return
+        key = _owner_key(self.path)
+        if _OWNERS.get(key) is self:
+            del _OWNERS[key]
+        self._lock.release()
 
     async def __aenter__(self) -> JobManager:
         return self
@@ -223,8 +262,7 @@ class JobManager:
             try:
                 await self._store.close()
             finally:
-                if self._lock is not None:
-                    self._lock.release()
+                self._release_ownership()
 
     @property
     def closed(self) -> bool:
@@ -246,9 +284,20 @@ class JobManager:
         """Queue `job` and return its handle at once; the job runs in the background."""
         entry = self._prepare(job, priority=priority, initiated_by=initiated_by, context=context, dedup_key=dedup_key)
         if isinstance(entry, str):
-            return JobHandle(self, self._entries[entry])
+            return await self._dispatch_twin(self._entries[entry])
         await self._commit_new([entry])
         return JobHandle(self, entry)
+
+    async def _dispatch_twin(self, twin: JobEntry) -> JobHandle:
+        """The unfinished job with the same dedup_key stands for this dispatch.
+
+        If its kernel died or its library was closed, the user asked again for work that stopped
+        through no wish of theirs (a notebook run again after a restart): carry it on from its
+        last checkpoint. A job the user paused stays paused.
+        """
+        if twin.status is S.PAUSED and twin.pause_reason == INTERRUPTED:
+            await self.resume(twin.id)
+        return JobHandle(self, twin)
 
     async def dispatch_many(self, jobs: Sequence[Job], **options: Any) -> list:
         """Dispatch several jobs in one transaction; same options as `dispatch` (no dedup_key)."""
@@ -981,6 +1030,38 @@ class JobManager:
         from .extensions import dispatch_extension_job
 
         return await dispatch_extension_job(self, extension_id, job_name, job_data, **options)
+
+
+# --- one owner per library in this process ------------------------------------------------------
+
+# The managers this process owns, by library folder: re-running an `open` cell in a notebook
+# hands back the manager whose jobs and widgets are live, instead of refusing its own kernel.
+_OWNERS: dict[str, JobManager] = {}
+
+
+def _owner_key(folder: Path) -> str:
+    return os.path.realpath(folder)
+
+
+async def _live_owner(folder: Path) -> JobManager | None:
+    """Return this process's open manager of `folder` on the running loop, if any.
+
+    One being closed is waited for (the caller then opens afresh); one whose loop is closed is
+    let go (nothing of it can run again); one on another live loop keeps the library.
+    """
+    owner = _OWNERS.get(_owner_key(folder))
+    if owner is None:
+        return None
+    loop = asyncio.get_running_loop()
+    if owner.loop is None or owner.loop.is_closed():
+        owner._abandon()
+        return None
+    if owner.loop is not loop:
+        raise LibraryLocked(str(folder), os.getpid(), here=True)
+    if owner._closing:
+        await owner.close()  # waits for the close in progress
+        return None
+    return owner
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -114,3 +114,42 @@ class Recorder(sj.Job):
 
 
 ORDER: list[str] = []
+
+
+@dataclass
+class Gated(sj.Job):
+    """Takes step i only once the file `gate` holds a number >= i, and checkpoints after each step.
+
+    The test opens the gate step by step (`open_gate`), so it never guesses how fast the job
+    runs; a file works across processes and kernels.
+    """
+
+    NAME = "test_gated"
+    gate: str
+    total: int
+    done: int = 0
+
+    async def run(self, ctx: sj.JobContext) -> int:
+        while self.done < self.total:
+            await ctx.check_interrupted()
+            if self.done >= gate_value(self.gate):
+                await asyncio.sleep(0.005)
+                continue
+            self.done += 1
+            ctx.report_count_progress(self.done, self.total)
+            await ctx.checkpoint()
+        return self.done
+
+
+def open_gate(path: str, steps: int) -> None:
+    """Let `Gated` jobs on `path` take up to `steps` steps."""
+    with open(path, "w") as f:
+        f.write(str(steps))
+
+
+def gate_value(path: str) -> int:
+    try:
+        with open(path) as f:
+            return int(f.read() or 0)
+    except (OSError, ValueError):
+        return 0

@@ -270,10 +270,9 @@ async def test_unknown_stored_name_is_listed_and_untouched(library):
     assert db_rows(library, "SELECT * FROM jobs WHERE id=?", (queued.id,)) == before
 
 
-async def test_second_manager_on_the_same_library_is_refused(library):
-    async with sj.JobManager.open(library):
-        with pytest.raises(sj.LibraryLocked, match=r"owned by process \d+"):
-            await sj.JobManager.open(library)
+async def test_second_open_in_the_owner_gets_it_and_a_view_is_read_only(library):
+    async with sj.JobManager.open(library) as owner:
+        assert await sj.JobManager.open(library) is owner  # a re-run cell (tests/test_reopen.py)
         async with sj.JobManager.open(library, read_only=True) as view:
             with pytest.raises(sj.ReadOnlyLibrary):
                 await view.dispatch(Add(1))

@@ -129,15 +129,20 @@ def test_processes_racing_for_a_new_library_get_exactly_one_owner(tmp_path: Path
     assert integrity(library) == "ok"
 
 
+async def _open(library: Path) -> sj.JobManager:
+    return await sj.JobManager.open(library)
+
+
 async def test_two_managers_in_one_process(tmp_path: Path) -> None:
     library = tmp_path / "library"
     first = await sj.JobManager.open(library)
     try:
         handle = await first.dispatch(CheckpointJob(n=600, k=100, delay=0.001))
+        assert await sj.JobManager.open(library) is first  # on the same loop: the live owner
         with pytest.raises(sj.LibraryLocked) as caught:
-            await sj.JobManager.open(library)
+            await asyncio.to_thread(asyncio.run, _open(library))  # on another loop: refused
         assert caught.value.pid == os.getpid()
-        assert str(os.getpid()) in str(caught.value)
+        assert str(os.getpid()) in str(caught.value) and "kernel" not in str(caught.value)
         async with sj.JobManager.open(library, read_only=True) as view:
             assert (await view.record(handle.id)).name == "rel_ckpt"
         assert handle.current_status is sj.JobStatus.RUNNING  # the refused open disturbed nothing

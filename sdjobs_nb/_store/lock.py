@@ -35,7 +35,8 @@ class OwnerLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise LibraryLocked(str(self.path.parent), holder_pid(self.path)) from None
+            pid = holder_pid(self.path)
+            raise LibraryLocked(str(self.path.parent), pid, here=pid == os.getpid()) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

@@ -162,10 +162,11 @@ def prepare_folder(folder: Path, read_only: bool) -> Path:
 class Store:
     """One library's jobs.db: group-committed writes and record reads, via aiosqlite."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, read_only: bool) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, read_only: bool, durable: bool = False) -> None:
         self._db = db
         self.path = path
         self.read_only = read_only
+        self.durable = durable
         self._writer = WriteBatcher(self._submit)
         self._sync_reader: sqlite3.Connection | None = None
         # owners read big results on a second connection so commits never queue behind them
@@ -177,13 +178,32 @@ class Store:
         """Open (and for writers create or check) the library's jobs.db."""
         db_path = prepare_folder(folder, read_only)
         if not read_only:
-            return cls(await _connect(db_path, str(db_path), read_only=False, durable=durable), db_path, False)
+            return cls(await _connect(db_path, str(db_path), read_only=False, durable=durable), db_path, False, durable)
         try:
             db = await _connect(db_path, read_only_uri(db_path), read_only=True, durable=False)
         except LibraryError:
             # a folder we cannot write: SQLite cannot make the WAL index there, so read the file as is
             db = await _connect(db_path, read_only_uri(db_path, immutable=True), read_only=True, durable=False)
         return cls(db, db_path, True)
+
+    async def set_durable(self, durable: bool) -> None:
+        """Make commits from now on survive a power cut (`synchronous=FULL`), or not (`NORMAL`)."""
+        await self.commit()  # what was staged keeps the setting it was staged under
+        await self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        self.durable = durable
+
+    def abandon(self) -> None:
+        """Let go of jobs.db without the event loop this store ran on (it is closed).
+
+        Nothing staged can be committed any more; the connection's thread closes the connection
+        and ends, and the next owner finds the library as a crash would have left it.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self._db.stop()
+        if self._sync_reader is not None:
+            self._sync_reader.close()
 
     async def close(self) -> None:
         """Commit what is staged and close the connection; safe to call twice."""
