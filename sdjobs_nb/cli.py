@@ -5,7 +5,9 @@
     sdjobs show LIBRARY JOB_ID                everything stored about one job
     sdjobs cancel LIBRARY JOB_ID              needs the library: fails while a kernel owns it
     sdjobs resume LIBRARY JOB_ID              marks a paused job queued; its next owner runs it
-    sdjobs demo [LIBRARY]                     runs a few small jobs with live progress
+    sdjobs demo [LIBRARY]                     runs three small jobs with live progress (one fails
+                                              on purpose); LIBRARY defaults to a folder in your
+                                              user cache, e.g. ~/.cache/sdjobs_nb/demo
 
 Reading commands open the library read-only, so they work while a notebook kernel owns it. A
 job id may be shortened to any unique prefix (as `list` and `history` print them). Errors go
@@ -21,7 +23,6 @@ import datetime as dt
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -108,9 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("library", help="the library folder")
     sub.add_argument("job_id", help="a job id, or a unique prefix of one")
 
-    sub = command("demo", cmd_demo, "run a few small jobs with live progress in this terminal")
-    sub.add_argument("library", nargs="?", default=str(Path(tempfile.gettempdir()) / "sdjobs-demo"),
-                     help="where to keep them (default: %(default)s)")
+    sub = command("demo", cmd_demo, "run three small jobs with live progress in this terminal; "
+                                     "one of them (sdjobs_demo.flaky) fails on purpose")
+    sub.add_argument("library", nargs="?",
+                     help="the library folder to keep them in; it is kept, so that a run stopped with "
+                          "Ctrl-C can be resumed (default: sdjobs_nb/demo in your user cache folder, "
+                          "e.g. ~/.cache/sdjobs_nb/demo)")
     sub.add_argument("--items", type=int, default=40, help="items per job (default %(default)s)")
     sub.add_argument("--delay", type=float, default=0.05, help="seconds per item (default %(default)s)")
     return parser
@@ -338,25 +342,49 @@ async def _requeue(manager: JobManager, record: JobRecord) -> list[str]:
 # --- demo --------------------------------------------------------------------------------------
 
 
+def _demo_library() -> Path:
+    """The demo's library when none is given: `sdjobs_nb/demo` in the user's cache folder.
+
+    Per user and at a fixed place, so that a second run finds the jobs a Ctrl-C paused; not in
+    the shared temp folder, where a fixed name could belong to another user.
+    """
+    if sys.platform == "win32":
+        cache = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        cache = str(Path.home() / "Library" / "Caches")
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        cache = xdg if os.path.isabs(xdg) else str(Path.home() / ".cache")
+    return Path(cache) / "sdjobs_nb" / "demo"
+
+
+_FLAKY_NOTE = "sdjobs_demo.flaky fails halfway on purpose, to show how a failed job looks: nothing is broken"
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     if args.items < 1 or args.delay < 0:
         raise CommandError("--items must be >= 1 and --delay >= 0")
     jobs = _demo_jobs()  # defined before the library opens, so its queued demo jobs start
-    folder = Path(args.library).expanduser()
-    print(f"library: {folder}  (Ctrl-C pauses the jobs; run the demo again to resume them)")
+    folder = Path(args.library).expanduser() if args.library else _demo_library()
+    print(f"library: {folder}")
+    print(f"  {_FLAKY_NOTE}")
+    print("  Ctrl-C pauses the jobs; run the demo again to resume them; delete the folder when done")
     async with JobManager.open(folder, max_concurrent=2) as manager:
-        resumed = await manager.resume_interrupted()
-        handles = manager.handles()
-        if resumed:
-            print(f"resuming {len(resumed)} job(s) interrupted last time")
-        if not handles:
-            handles = [await manager.dispatch(job(args.items, args.delay), initiated_by="sdjobs demo") for job in jobs]
-        try:
+        try:  # a Ctrl-C can come while the jobs are still being dispatched
+            resumed = await manager.resume_interrupted()
+            handles = manager.handles()
+            if resumed:
+                print(f"resuming {len(resumed)} job(s) interrupted last time")
+            if not handles:
+                handles = [await manager.dispatch(job(args.items, args.delay), initiated_by="sdjobs demo")
+                           for job in jobs]
             await _watch(handles, sys.stdout)
         except asyncio.CancelledError:
             print("\ninterrupted: the running jobs are paused and saved; run the demo again to resume them",
                   file=sys.stderr)
             raise
+    if any(h.name == "sdjobs_demo.flaky" and h.current_status is JobStatus.FAILED for h in handles):
+        print("(sdjobs_demo.flaky failed on purpose)")
     print("\nlook at them with:")
     print(f"  sdjobs history {_quote(folder)}")
     print(f"  sdjobs show {_quote(folder)} {handles[-1].id[:SHORT_ID]}")
@@ -415,7 +443,7 @@ def _define_demo_jobs() -> list[type]:
 
     @dataclass
     class Flaky(Job):
-        """Reports a non-critical error, then fails for good halfway through."""
+        """Reports a non-critical error, then fails for good halfway through: on purpose, to show a failure."""
 
         NAME = "sdjobs_demo.flaky"
         steps: int = 40
@@ -431,7 +459,7 @@ def _define_demo_jobs() -> list[type]:
                 if self.done == self.steps // 4:
                     ctx.report_non_critical_error(f"step {self.done}: skipped one odd record")
                 if self.done == self.steps // 2:
-                    raise Critical("the source went away halfway through")
+                    raise Critical("the source went away halfway through (on purpose: this demo job always fails)")
 
     return [Count, Download, Flaky]
 

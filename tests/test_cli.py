@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,14 +21,14 @@ from sdjobs_nb import cli
 from test_frames import HISTORY_COLUMNS, Gate, Tally, finish_three, until
 
 
-def sdjobs(*args: object) -> subprocess.CompletedProcess:
+def sdjobs(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `python -m sdjobs_nb ARGS` in a subprocess."""
     return subprocess.run([sys.executable, "-m", "sdjobs_nb", *map(str, args)], capture_output=True,
-                          text=True, timeout=120, env=os.environ | {"PYTHONWARNINGS": "ignore"})
+                          text=True, timeout=120, env=os.environ | {"PYTHONWARNINGS": "ignore"} | (env or {}))
 
 
-def ok(*args: object) -> str:
-    done = sdjobs(*args)
+def ok(*args: object, env: dict[str, str] | None = None) -> str:
+    done = sdjobs(*args, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -127,23 +128,57 @@ async def test_cancel_and_resume_need_the_library(manager, library):
 def test_demo_runs_and_leaves_history(tmp_path):
     library = tmp_path / "demo"
     out = ok("demo", library, "--items", "4", "--delay", "0")
+    assert out.startswith(f"library: {library}\n")  # says first where it keeps its jobs
+    assert "sdjobs_demo.flaky fails halfway on purpose" in out and "nothing is broken" in out
     assert "sdjobs_demo.count" in out and "completed" in out and "failed" in out
+    assert "(sdjobs_demo.flaky failed on purpose)" in out
     assert f"sdjobs history {library}" in out
     rows = json.loads(ok("history", library, "--json"))
     assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed"]
     assert {r["name"] for r in rows} == {"sdjobs_demo.count", "sdjobs_demo.download", "sdjobs_demo.flaky"}
+    (flaky,) = [r for r in rows if r["name"] == "sdjobs_demo.flaky"]
+    assert "on purpose" in flaky["error"]  # `sdjobs history` and `show` say so too
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the default folder is found through XDG_CACHE_HOME")
+def test_demo_without_a_folder_uses_the_user_cache_folder(tmp_path):
+    cache = tmp_path / "cache"
+    out = ok("demo", "--items", "2", "--delay", "0", env={"XDG_CACHE_HOME": str(cache)})
+    library = cache / "sdjobs_nb" / "demo"
+    assert out.startswith(f"library: {library}\n")
+    assert len(json.loads(ok("history", library, "--json"))) == 3
+    # a relative XDG_CACHE_HOME is ignored, as the XDG spec says
+    home = tmp_path / "home"
+    out = ok("demo", "--items", "2", "--delay", "0", env={"XDG_CACHE_HOME": "relative", "HOME": str(home)})
+    assert out.startswith(f"library: {home / '.cache' / 'sdjobs_nb' / 'demo'}\n")
+
+
+def job_statuses(library) -> list[str]:
+    """The statuses in a library's jobs.db, read directly: quick enough to poll without a subprocess."""
+    try:
+        conn = sqlite3.connect(f"file:{library / 'jobs.db'}?mode=ro", uri=True, timeout=10)
+    except sqlite3.OperationalError:  # not created yet
+        return []
+    try:
+        return [status for (status,) in conn.execute("SELECT status FROM jobs")]
+    except sqlite3.OperationalError:  # the schema is not written yet
+        return []
+    finally:
+        conn.close()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
 def test_demo_pauses_on_ctrl_c_and_resumes(tmp_path):
     library = tmp_path / "demo"
+    # 400 items of at least 20 ms: the first two jobs run for 8 s or more, however fast the machine,
+    # and the third (flaky) waits for one of them (the demo runs two at a time)
     demo = subprocess.Popen([sys.executable, "-m", "sdjobs_nb", "demo", str(library), "--items", "400", "--delay", "0.02"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while "running" not in sdjobs("list", library).stdout:
-        assert time.monotonic() < deadline and demo.poll() is None
-        time.sleep(0.2)
+    deadline = time.monotonic() + 120
+    while not ((statuses := job_statuses(library)).count("running") == 2 and len(statuses) == 3):  # all dispatched
+        assert time.monotonic() < deadline and demo.poll() is None, (demo.poll(), statuses)
+        time.sleep(0.02)
     demo.send_signal(signal.SIGINT)
     out, err = demo.communicate(timeout=60)
     assert demo.returncode == 130 and "interrupted: the running jobs are paused" in err

@@ -1,11 +1,18 @@
-"""`ctx.run_blocking` on a `dask.distributed` cluster started by the tests on 127.0.0.1 (issue 7)."""
+"""`ctx.run_blocking` on a `dask.distributed` cluster started by the tests on 127.0.0.1 (issue 7).
+
+The clusters keep their scratch space under pytest's tmp_path, not in the system temp folder.
+Where a test needs a call to be in flight, the call waits on its worker for the test
+(`wait_for_release`): no test assumes how long anything takes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -14,12 +21,74 @@ import pytest
 import children_worker_fns as fns
 from blocking_jobs import Call
 import sdjobs_nb as sj
-from children_worker_probe import LoopProbe
 
 distributed = pytest.importorskip("distributed", reason="needs the [dask] extra")
 
 S = sj.JobStatus
-CLUSTER = dict(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+DEADLINE = 120.0  # seconds: only a test that is failing waits this long
+
+
+def cluster_options(scratch: Path) -> dict[str, Any]:
+    """Two worker processes on 127.0.0.1; the scheduler's and workers' scratch space in `scratch`."""
+    return dict(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                local_directory=scratch,
+                scheduler_kwargs={"local_directory": scratch, "dashboard_address": "127.0.0.1:0"})
+
+
+def wait_for_release(folder: str, patience: float = 600.0) -> int:
+    """On a worker: leave a `started-*` file in `folder`, wait until the test creates `folder/release`.
+
+    Returns the worker's pid. Gives up (raises) after `patience` seconds, so a broken test
+    cannot hold a worker thread forever.
+    """
+    gate = Path(folder)
+    (gate / f"started-{os.getpid()}-{time.monotonic_ns()}").touch()
+    deadline = time.monotonic() + patience
+    while not (gate / "release").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the test did not release {gate} within {patience:g} s")
+        time.sleep(0.01)
+    return os.getpid()
+
+
+# sent to the workers by value: they need not import this test module
+import cloudpickle  # noqa: E402
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@dataclass
+class Gated(sj.Job):
+    """Calls `wait_for_release(folder)` on the cluster `calls` times, one after another."""
+
+    NAME = "dask_gated"
+    folder: str
+    calls: int = 1
+    patience: float = 600.0
+    pids: list[int] = field(default_factory=list)
+
+    async def run(self, ctx: sj.JobContext) -> list[int]:
+        while len(self.pids) < self.calls:
+            self.pids.append(await ctx.run_blocking(wait_for_release, self.folder, self.patience))
+            ctx.report_count_progress(len(self.pids), self.calls)
+            await ctx.check_interrupted()
+        return self.pids
+
+
+def calls_started(folder: Path) -> int:
+    return len(list(folder.glob("started-*")))
+
+
+async def until_started(folder: Path, count: int) -> None:
+    """Wait until `count` gated calls are running on the workers (they then wait for `release`)."""
+    deadline = time.monotonic() + DEADLINE
+    while calls_started(folder) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} gated calls started within {DEADLINE:g} s"
+        await asyncio.sleep(0.02)
+
+
+def release(folder: Path) -> None:
+    (folder / "release").touch()
 
 
 @dataclass
@@ -50,11 +119,11 @@ def our_processes() -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
     """A 2-worker LocalCluster and a (synchronous, as in a notebook) Client on it, shared by this module."""
     local = client = None
     try:
-        local = distributed.LocalCluster(**CLUSTER)
+        local = distributed.LocalCluster(**cluster_options(tmp_path_factory.mktemp("dask")))
         client = distributed.Client(local)
         yield client
     finally:
@@ -72,11 +141,11 @@ def worker_pids(client) -> set[int]:
     return set(client.run(os.getpid).values())
 
 
-async def test_a_local_cluster_listens_only_on_localhost_and_runs_jobs(library):
+async def test_a_local_cluster_listens_only_on_localhost_and_runs_jobs(library, tmp_path):
     before = set(our_processes())
     local = client = None
     try:
-        local = await asyncio.to_thread(distributed.LocalCluster, **CLUSTER)
+        local = await asyncio.to_thread(distributed.LocalCluster, **cluster_options(tmp_path / "dask"))
         client = await asyncio.to_thread(distributed.Client, local)
         sockets = listening(our_processes())
         assert sockets, "the cluster should listen somewhere"
@@ -95,16 +164,21 @@ async def test_a_local_cluster_listens_only_on_localhost_and_runs_jobs(library):
     assert not [pid for pid in workers if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
 
 
-async def test_work_runs_on_the_workers_and_the_loop_stays_responsive(library, cluster):
+async def test_work_runs_on_the_workers_and_the_loop_stays_free(library, cluster, tmp_path):
     workers = await asyncio.to_thread(worker_pids, cluster)
     async with sj.JobManager.open(library, executor=cluster) as manager:
-        async with LoopProbe() as probe:
-            results = await run_job(manager, Call("burn", [3_000_000], repeat=2))
-        assert results == [fns.burn(3_000_000)] * 2
+        handle = await manager.dispatch(Gated(str(tmp_path), patience=DEADLINE))
+        # the call waits on a worker until this coroutine releases it: had it blocked the loop, this
+        # coroutine could not run until the call gave up, and the job would have failed by then
+        await until_started(tmp_path, 1)
+        assert handle.current_status is S.RUNNING
+        release(tmp_path)
+        (pid,) = await asyncio.wait_for(handle.wait(), DEADLINE)
+        assert pid in workers
+
+        assert await run_job(manager, Call("burn", [3_000_000], repeat=2)) == [fns.burn(3_000_000)] * 2
         pids = await run_job(manager, Parallel(chunks=8, n=10))
         assert set(pids) <= workers and os.getpid() not in pids
-    # inline, each call would stall the loop for its whole length
-    assert probe.worst_ms < probe.half_a_call_ms(2), (probe.worst_ms, probe.seconds)
 
 
 async def test_keyword_arguments_reach_the_function_on_the_cluster(library, cluster):
@@ -122,39 +196,48 @@ async def test_a_remote_error_fails_the_job_with_its_real_message(library, clust
         assert info.value.message == "ValueError: worker ran out of disk"
 
 
-async def test_pause_during_a_remote_call_takes_effect_when_it_returns(library, cluster):
-    async with sj.JobManager.open(library, executor=cluster, grace_period=5) as manager:
-        handle = await manager.dispatch(Call("nap", [0.6], repeat=2))
-        await asyncio.sleep(0.2)
-        started = time.monotonic()
-        await asyncio.wait_for(manager.pause(handle.id), 10)
-        took = time.monotonic() - started
+async def test_pause_during_a_remote_call_takes_effect_when_it_returns(library, cluster, tmp_path):
+    workers = await asyncio.to_thread(worker_pids, cluster)
+    async with sj.JobManager.open(library, executor=cluster, grace_period=DEADLINE) as manager:
+        handle = await manager.dispatch(Gated(str(tmp_path), calls=2))
+        await until_started(tmp_path, 1)  # the first call is in flight, held on its worker
+        pausing = asyncio.create_task(manager.pause(handle.id))
+        done, _ = await asyncio.wait({pausing}, timeout=0.5)
+        assert not done and handle.current_status is S.RUNNING  # the pause waits for the call
+        release(tmp_path)
+        await asyncio.wait_for(pausing, DEADLINE)
         record = await manager.record(handle.id)
-        assert record.status is S.PAUSED and record.progress.current == 1
-        assert 0.1 < took < 2.0, took
+        assert record.status is S.PAUSED and record.progress.current == 1  # its result was kept
+        assert calls_started(tmp_path) == 1  # and the second call was not sent
         await manager.resume(handle.id)
-        assert await asyncio.wait_for(handle.wait(), 30) == [0.6, 0.6]
+        pids = await asyncio.wait_for(handle.wait(), DEADLINE)
+        assert len(pids) == 2 and set(pids) <= workers and calls_started(tmp_path) == 2
 
 
-async def test_cancel_during_a_remote_call_longer_than_the_grace_period_does_not_wait(library, cluster):
-    async with sj.JobManager.open(library, executor=cluster, grace_period=0.3) as manager:
-        handle = await manager.dispatch(Call("nap", [2.5]))
-        await asyncio.sleep(0.3)
-        started = time.monotonic()
-        await asyncio.wait_for(manager.cancel(handle.id), 10)
-        took = time.monotonic() - started
-        assert (await manager.record(handle.id)).status is S.CANCELLED
-        assert took < 1.5, took
-    # the cancelled call's task was released: the scheduler forgets it
-    deadline = time.monotonic() + 10
-    while await asyncio.to_thread(naps_on_scheduler, cluster):
+async def test_cancel_during_a_remote_call_longer_than_the_grace_period_does_not_wait(library, cluster, tmp_path):
+    try:
+        async with sj.JobManager.open(library, executor=cluster, grace_period=0.3) as manager:
+            handle = await manager.dispatch(Gated(str(tmp_path)))
+            await until_started(tmp_path, 1)
+            # the call cannot return before `release` below: the cancel must not wait for it
+            await asyncio.wait_for(manager.cancel(handle.id), DEADLINE)
+            assert (await manager.record(handle.id)).status is S.CANCELLED
+        # the cancelled call's task was released: the scheduler forgets it, though it still runs
+        await until_forgotten(cluster)
+    finally:
+        release(tmp_path)  # frees the worker thread
+
+
+def gated_calls_on_scheduler(client) -> list[str]:
+    keys = client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+    return [k for k in keys if k.startswith("wait_for_release-")]
+
+
+async def until_forgotten(client) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while await asyncio.to_thread(gated_calls_on_scheduler, client):
         assert time.monotonic() < deadline, "the cancelled call's task is still on the scheduler"
         await asyncio.sleep(0.1)
-
-
-def naps_on_scheduler(client) -> list[str]:
-    keys = client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
-    return [k for k in keys if k.startswith("nap-")]
 
 
 async def test_an_asynchronous_client_works_too(library, cluster):
@@ -168,17 +251,15 @@ async def test_an_asynchronous_client_works_too(library, cluster):
             assert await run_job(manager, Call("labelled", [3], {"key": "k", "priority": 2})) == ["k:3:2"]
 
 
-async def test_cancel_with_an_asynchronous_client_does_not_wait_and_releases_the_task(library, cluster):
+async def test_cancel_with_an_asynchronous_client_does_not_wait_and_releases_the_task(library, cluster, tmp_path):
     address = cluster.scheduler.address
-    async with distributed.Client(address, asynchronous=True) as client:
-        async with sj.JobManager.open(library, executor=client, grace_period=0.3) as manager:
-            handle = await manager.dispatch(Call("nap", [2.5]))
-            await asyncio.sleep(0.3)
-            started = time.monotonic()
-            await asyncio.wait_for(manager.cancel(handle.id), 10)
-            assert time.monotonic() - started < 1.5
-            assert (await manager.record(handle.id)).status is S.CANCELLED
-        deadline = time.monotonic() + 10
-        while await asyncio.to_thread(naps_on_scheduler, cluster):
-            assert time.monotonic() < deadline, "the cancelled call's task is still on the scheduler"
-            await asyncio.sleep(0.1)
+    try:
+        async with distributed.Client(address, asynchronous=True) as client:
+            async with sj.JobManager.open(library, executor=client, grace_period=0.3) as manager:
+                handle = await manager.dispatch(Gated(str(tmp_path)))
+                await until_started(tmp_path, 1)
+                await asyncio.wait_for(manager.cancel(handle.id), DEADLINE)  # without waiting for the call
+                assert (await manager.record(handle.id)).status is S.CANCELLED
+            await until_forgotten(cluster)
+    finally:
+        release(tmp_path)
