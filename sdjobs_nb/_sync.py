@@ -144,7 +144,12 @@ def _private_runner() -> asyncio.Runner:
 
 
 def _shutdown(runner: asyncio.Runner, managers: weakref.WeakSet) -> None:
-    """At exit: close managers left open (their running jobs are paused and saved), then the loop."""
+    """At exit: close managers left open (their running jobs are paused and saved), then the loop.
+
+    This runs after `threading` has shut every `concurrent.futures` pool down, so nothing a
+    close does may need one: the bulk reader has a thread of its own, and a job's blocking
+    calls get one too (`_executors._in_executor`).
+    """
     try:
         for manager in list(managers):
             if not manager.closed:

@@ -117,7 +117,7 @@ def test_a_script_that_forgets_to_close_saves_its_running_job(tmp_path):
         except TimeoutError:
             print("left running")
     """)
-    assert result.returncode == 0, result.stderr
+    assert (result.returncode, result.stderr) == (0, "")
     assert "left running" in result.stdout
     import sqlite3
 
@@ -161,18 +161,17 @@ async def test_open_sync_inside_a_running_loop_is_refused(tmp_path):
     assert not (tmp_path / "library").exists()
 
 
-def test_opt_in_applies_nest_asyncio_and_warns():
+def test_opt_in_applies_nest_asyncio_and_warns(tmp_path):
     # a subprocess: nest_asyncio patches asyncio for the whole process
     result = run_python(f"""
         import asyncio, sys, warnings
         sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
-        import tempfile
         import sdjobs_nb as sj
         from test_sync import Count
         from sdjobs_nb._sync import NestedLoopWarning, allow_nested_loop, run_sync, wait_sync
 
         async def cell():
-            manager = await sj.JobManager.open(tempfile.mkdtemp())
+            manager = await sj.JobManager.open({str(tmp_path / "library")!r})
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 allow_nested_loop()
@@ -187,6 +186,7 @@ def test_opt_in_applies_nest_asyncio_and_warns():
     """)
     assert result.returncode == 0, result.stderr
     assert "nested run: 42" in result.stdout and "nested wait: 15" in result.stdout
+    assert (tmp_path / "library" / "jobs.db").exists()
 
 
 def test_importing_never_applies_nest_asyncio():
@@ -224,3 +224,4 @@ def test_handle_result_in_a_script(tmp_path):
     ) % (str(Path(__file__).parent), str(tmp_path / "lib"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "42", out.stderr
+    assert out.stderr == ""  # nothing at exit either
