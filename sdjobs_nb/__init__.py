@@ -7,7 +7,7 @@ the kernel's loop, and its state lives in `<folder>/jobs.db` so it survives the 
 
 import logging as _logging
 
-from ._context import JobContext
+from ._runtime.context import JobContext
 from ._errors import (
     BrokenJob,
     Cancelled,

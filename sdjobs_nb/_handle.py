@@ -12,7 +12,7 @@ from ._records import JobRecord
 from ._status import JobStatus
 
 if TYPE_CHECKING:
-    from ._entry import JobEntry
+    from ._runtime.entry import JobEntry
     from ._manager import JobManager
 
 __all__ = ("JobHandle",)
@@ -36,7 +36,7 @@ class JobHandle:
 
     @classmethod
     def for_record(cls, manager: JobManager, job_id: str) -> JobHandle:
-        record = manager.store.job_sync(job_id)
+        record = manager.queries.record_now(job_id)
         if record is None:
             raise JobNotFound(f"no job with id {job_id!r} in library {str(manager.path)!r}")
         return cls(manager, None, record)
@@ -105,7 +105,7 @@ class JobHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the result from synchronous code (a script); in a notebook use `await handle.wait()`."""
-        from ._sync import wait_sync
+        from ._loops import wait_sync
 
         return wait_sync(self, timeout)
 

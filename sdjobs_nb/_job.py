@@ -11,7 +11,7 @@ from ._codec import coerce_fields, decode_fields
 from ._errors import BrokenJob, InvalidJobData, JobDefinitionError, UnknownJob, VersionMismatch
 
 if TYPE_CHECKING:
-    from ._context import JobContext
+    from ._runtime.context import JobContext
 
 __all__ = ("Job", "JobRegistry", "registry")
 
@@ -60,6 +60,10 @@ class JobRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._classes
+
+    def find(self, name: str) -> type[Job] | None:
+        """Return the class registered under `name`, or None."""
+        return self._classes.get(name)
 
     def get(self, name: str) -> type[Job]:
         """Return the class registered under `name`, or raise `UnknownJob`."""

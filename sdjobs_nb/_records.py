@@ -75,3 +75,30 @@ class JobEvent:
     at: float = 0.0
     parent_id: str | None = None
     result: Any = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FinishedJob:
+    """What the manager knows of a job as it finishes: written by `Store.finish` to jobs and job_history.
+
+    `status` is terminal; `result` is the encoded result (COMPLETED only); `finished_at` is the
+    time of the finish, `started_at` None for a job that never ran; `context` is the dict given
+    at dispatch; `progress` and `metrics` are the job's last ones.
+    """
+
+    id: str
+    name: str
+    version: int
+    status: JobStatus
+    priority: int
+    created_at: float
+    finished_at: float
+    started_at: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    result: bytes | None = None
+    parent_id: str | None = None
+    initiated_by: str | None = None
+    context: dict[str, Any] | None = None
+    progress: Progress | None = None
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -6,7 +6,7 @@ import enum
 
 from ._errors import InvalidTransition
 
-__all__ = ("JobStatus", "Priority", "TERMINAL", "ACTIVE", "check_transition")
+__all__ = ("JobStatus", "Priority", "PauseReason", "Request", "EventKind", "TERMINAL", "ACTIVE", "check_transition")
 
 
 class JobStatus(str, enum.Enum):
@@ -40,6 +40,49 @@ class Priority(enum.IntEnum):
     NORMAL = 0
     HIGH = 1
     CRITICAL = 10
+
+
+class _Word(str, enum.Enum):
+    """A str enum that prints, compares and hashes as its value (so `"user" in {PauseReason.USER}`)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __hash__ = str.__hash__
+
+
+class PauseReason(_Word):
+    """Why a job is paused; stored in jobs.db as the lowercase value."""
+
+    #: asked for by a user (`pause()`, a button, the CLI)
+    USER = "user"
+    #: its process died or its library was closed; `resume_interrupted()` takes these
+    INTERRUPTED = "interrupted"
+    #: its parent was paused
+    PARENT = "parent"
+    #: the job raised `sj.Interrupted` itself
+    JOB = "job"
+
+
+class Request(_Word):
+    """A pending interruption of a running job (`ctx.interrupt_requested`)."""
+
+    PAUSE = "pause"
+    CANCEL = "cancel"
+
+
+class EventKind(_Word):
+    """What a `JobEvent` announces (`event.kind` compares equal to these values)."""
+
+    QUEUED = "queued"
+    STARTED = "started"
+    PROGRESS = "progress"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    NON_CRITICAL_ERROR = "non_critical_error"
 
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})

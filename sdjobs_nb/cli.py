@@ -33,12 +33,9 @@ from ._errors import Critical, InvalidTransition, SdjobsError
 from ._job import Job
 from ._manager import JobManager
 from ._progress import Progress
+from ._query import DB_NAME, HISTORY_FIELDS, TERMINAL_STATUSES, HistoryColumns, history_query
 from ._records import JobRecord
-from ._status import JobStatus, Priority
-from ._store import analytics
-from ._store import store as st
-from ._store.store import DB_NAME
-from .frames._query import history_query
+from ._status import JobStatus, PauseReason, Priority
 
 __all__ = ("main", "CommandError")
 
@@ -76,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=fn, command_name=name)
         return sub
 
+    _add_reading_commands(command)
+    _add_changing_commands(command)
+    return parser
+
+
+_Command = Callable[[str, Callable[[argparse.Namespace], Any], str], argparse.ArgumentParser]
+
+
+def _add_reading_commands(command: _Command) -> None:
     sub = command("list", cmd_list, "list the jobs that are not finished (queued, running, paused)")
     sub.add_argument("library", help="the library folder (the one holding jobs.db)")
     sub.add_argument("--json", action="store_true", help="print a JSON array")
@@ -83,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("history", cmd_history, "list finished jobs, newest first")
     sub.add_argument("library", help="the library folder")
     sub.add_argument("--name", action="append", help="only jobs of this name (repeat for several)")
-    sub.add_argument("--status", action="append", choices=analytics.TERMINAL_STATUSES,
+    sub.add_argument("--status", action="append", choices=TERMINAL_STATUSES,
                      help="only jobs that ended so (repeat for several)")
     sub.add_argument("--since", help="finished at or after: ISO date/time (local unless it has an "
                                      "offset), or a duration ago such as 2h, 7d")
@@ -100,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("job_id", help="a job id, or a unique prefix of one")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
 
+
+def _add_changing_commands(command: _Command) -> None:
     sub = command("cancel", cmd_cancel, "cancel a queued, running or paused job (and its unfinished children)")
     sub.add_argument("library", help="the library folder")
     sub.add_argument("job_id", help="a job id, or a unique prefix of one")
@@ -117,7 +125,6 @@ def _parser() -> argparse.ArgumentParser:
                           "e.g. ~/.cache/sdjobs_nb/demo)")
     sub.add_argument("--items", type=int, default=40, help="items per job (default %(default)s)")
     sub.add_argument("--delay", type=float, default=0.05, help="seconds per item (default %(default)s)")
-    return parser
 
 
 # --- opening ---------------------------------------------------------------------------------
@@ -143,7 +150,7 @@ def _open_owner(path: str) -> Any:
 def _resolve(manager: JobManager, text: str) -> str:
     """Return the one job id that `text` is or starts with."""
     text = text.strip()
-    ids = analytics.find_job_ids(manager.store, text) if text else []
+    ids = manager.queries.find_job_ids(text) if text else []
     if text in ids:
         return text
     if not ids:
@@ -160,7 +167,7 @@ def _resolve(manager: JobManager, text: str) -> str:
 
 async def cmd_list(args: argparse.Namespace) -> int:
     async with _open_reader(args.library) as manager:
-        records = analytics.active_records(manager.store)
+        records = manager.queries.active_records()
     if args.json:
         _write_json(sys.stdout, (_record_dict(r) for r in records))
         return 0
@@ -185,7 +192,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
         limit = None if args.csv or args.json else TABLE_LIMIT
     query = history_query(name=args.name, status=args.status, since=args.since, until=args.until, limit=limit)
     async with _open_reader(args.library) as manager:
-        rows = await analytics.history(manager.store, query, _plain_rows)
+        rows = await manager.queries.history(query, _plain_rows)
     if args.csv:
         _write_csv(sys.stdout, rows)
     elif args.json:
@@ -195,12 +202,12 @@ async def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plain_rows(columns: analytics.HistoryColumns) -> list[dict[str, Any]]:
+def _plain_rows(columns: HistoryColumns) -> list[dict[str, Any]]:
     """History rows as dicts of JSON-able values (times as ISO 8601 UTC text)."""
     rows = []
     for row in columns.records():
         code = row["status"]
-        row["status"] = analytics.TERMINAL_STATUSES[code] if 0 <= code < len(analytics.TERMINAL_STATUSES) else None
+        row["status"] = TERMINAL_STATUSES[code] if 0 <= code < len(TERMINAL_STATUSES) else None
         row["context"] = None if row["context"] is None else json.loads(row["context"])
         for field in ("created_at", "started_at", "finished_at"):
             row[field] = _iso(row[field])
@@ -220,7 +227,7 @@ def _print_history(rows: list[dict[str, Any]], limit: int | None) -> None:
 
 
 def _write_csv(out: TextIO, rows: list[dict[str, Any]]) -> None:
-    writer = csv.DictWriter(out, fieldnames=analytics.HISTORY_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=HISTORY_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(row | {"context": None if row["context"] is None else json.dumps(row["context"])})
@@ -243,7 +250,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
         job_id = _resolve(manager, args.job_id)
         record = await manager.record(job_id)
         errors = await manager.errors(job_id, limit=20)
-        children = analytics.children_records(manager.store, job_id)
+        children = manager.queries.children_records(job_id)
         result = await _result_text(manager, record)
     if args.json:
         details = _record_dict(record) | {"traceback": record.traceback, "result": result,
@@ -330,12 +337,9 @@ async def _requeue(manager: JobManager, record: JobRecord) -> list[str]:
     while pending:
         job = pending.pop()
         ids.append(job.id)
-        pending.extend(c for c in analytics.children_records(manager.store, job.id)
-                       if c.status is JobStatus.PAUSED and c.pause_reason == "parent")
-    now = time.time()
-    for job_id in ids:
-        manager.store.stage(st.SET_QUEUED, (now, job_id), job_id)
-    await manager.store.commit()
+        pending.extend(c for c in manager.queries.children_records(job.id)
+                       if c.status is JobStatus.PAUSED and c.pause_reason == PauseReason.PARENT)
+    await manager.store.requeue(ids, time.time())  # refuses (writing nothing) unless every one is paused
     return ids
 
 
@@ -402,6 +406,10 @@ def _demo_jobs() -> list[type]:
 
 
 def _define_demo_jobs() -> list[type]:
+    return [_count_job(), _download_job(), _flaky_job()]
+
+
+def _count_job() -> type:
     from dataclasses import dataclass
 
     @dataclass
@@ -423,6 +431,12 @@ def _define_demo_jobs() -> list[type]:
                     await ctx.checkpoint()
             return self.done
 
+    return Count
+
+
+def _download_job() -> type:
+    from dataclasses import dataclass
+
     @dataclass
     class Download(Job):
         """Pretends to download a file, reporting bytes."""
@@ -440,6 +454,12 @@ def _define_demo_jobs() -> list[type]:
                 self.received += 256 * 1024
                 ctx.report_bytes_progress(self.received, size)
             return self.received
+
+    return Download
+
+
+def _flaky_job() -> type:
+    from dataclasses import dataclass
 
     @dataclass
     class Flaky(Job):
@@ -461,7 +481,7 @@ def _define_demo_jobs() -> list[type]:
                 if self.done == self.steps // 2:
                     raise Critical("the source went away halfway through (on purpose: this demo job always fails)")
 
-    return [Count, Download, Flaky]
+    return Flaky
 
 
 async def _watch(handles: list[Any], out: TextIO, interval: float = 0.1) -> None:

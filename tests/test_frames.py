@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 import sdjobs_nb as sj
+from sdjobs_nb._query import to_epoch
 from sdjobs_nb._store import analytics
 from sdjobs_nb._store.schema import CREATE
-from sdjobs_nb.frames._query import to_epoch
 
 
 @dataclass

@@ -192,7 +192,7 @@ def test_unfinished_job_queries_use_the_partial_index(tmp_path):
 
     conn = sqlite3.connect(tmp_path / "plan.db")
     conn.executescript(CREATE)
-    for query in (st.SELECT_ACTIVE, st.SELECT_QUEUED_DATA, st.SELECT_RUNNING):
+    for query in (st.SELECT_ACTIVE, st.SELECT_QUEUED_DATA):
         plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query))
         assert "USING INDEX jobs_unfinished" in plan, (query, plan)
 

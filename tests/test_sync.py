@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 import sdjobs_nb as sj
-from sdjobs_nb import _sync
+from sdjobs_nb import _loops, _sync
 from sdjobs_nb._sync import SyncInRunningLoop, open_sync, run_sync, wait_sync
 
 
@@ -42,7 +42,7 @@ def in_fresh_thread(fn):
         except BaseException as e:  # noqa: BLE001 - re-raised in the test's thread
             out["error"] = e
         finally:
-            runner = getattr(_sync._local, "runner", None)
+            runner = getattr(_loops._local, "runner", None)
             if runner is not None:
                 runner.close()
 
@@ -205,7 +205,7 @@ def test_importing_never_applies_nest_asyncio():
 def test_allow_nested_loop_without_a_running_loop_does_nothing():
     def outside():
         _sync.allow_nested_loop()
-        return set(_sync._NESTED)
+        return set(_loops._NESTED)
 
     assert in_fresh_thread(outside) == set()
 

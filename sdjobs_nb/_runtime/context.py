@@ -7,18 +7,17 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import Interrupted
-from ._joblog import close_logger, job_logger
-from ._progress import ProgressMeter
+from .._errors import Interrupted
+from .._joblog import close_logger, job_logger
+from .._progress import ProgressMeter
 
 if TYPE_CHECKING:
-    from ._entry import JobEntry
-    from ._job import Job
-    from ._manager import JobManager
+    from .._job import Job
+    from .entry import JobEntry
 
-__all__ = ("JobContext",)
+__all__ = ("JobContext", "RunHost")
 
 _YIELD_EVERY_S = 0.01
 _LIFECYCLE = logging.getLogger("sdjobs_nb.jobs")
@@ -48,6 +47,28 @@ def _read_memory_mb() -> float | None:
             return None
 
 
+class RunHost(Protocol):
+    """What a `JobContext` asks of the run that made it: everything that touches jobs.db or the loop."""
+
+    def record_non_critical(self, entry: JobEntry, message: str) -> None:
+        """Save and announce an error the job recovered from."""
+
+    async def breathe(self) -> None:
+        """Give the event loop a turn."""
+
+    async def checkpoint(self, entry: JobEntry, ctx: JobContext) -> None:
+        """Save the job's fields now; return once committed."""
+
+    async def run_blocking(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+        """Run `fn` on the configured executor."""
+
+    async def spawn_children(self, parent: JobEntry, jobs: list[Job], call: int) -> list[str]:
+        """Dispatch children of `parent` (the `call`-th spawn of this run); return their ids."""
+
+    async def wait_for_children(self, parent: JobEntry, ids: list[str]) -> list[Any]:
+        """Wait for the children's results without holding a slot."""
+
+
 class JobContext:
     """Given to `Job.run`; one per run of a job.
 
@@ -55,18 +76,18 @@ class JobContext:
     """
 
     __slots__ = (
-        "job_id", "name", "_log", "_log_dir", "_raw", "_seen", "meter", "_manager", "_entry",
+        "job_id", "name", "_log", "_log_dir", "_raw", "_seen", "meter", "_host", "_entry",
         "_started", "_last_yield", "_spawn_calls", "checkpoints", "non_critical_errors",
         "_elapsed_before", "items", "bytes",
     )
 
-    def __init__(self, manager: JobManager, entry: JobEntry, log_dir: Path | None) -> None:
+    def __init__(self, host: RunHost, entry: JobEntry, log_dir: Path | None) -> None:
         self.job_id = entry.id
         self.name = entry.name
         self._log_dir = log_dir
         # with file logging the logger exists from the start so lifecycle lines reach the file
         self._log: logging.Logger | None = job_logger(entry.id, entry.name, log_dir) if log_dir else None
-        self._manager = manager
+        self._host = host
         self._entry = entry
         self.meter = ProgressMeter(entry.progress)
         self._raw: tuple | None = None
@@ -121,7 +142,7 @@ class JobContext:
     def report_non_critical_error(self, message: str) -> None:
         """Record an error the job recovered from; it is saved, counted and shown."""
         self.non_critical_errors += 1
-        self._manager._record_non_critical(self._entry, str(message))
+        self._host.record_non_critical(self._entry, str(message))
 
     # --- cooperation -------------------------------------------------------------------------
 
@@ -138,29 +159,29 @@ class JobContext:
         now = time.monotonic()
         if now - self._last_yield >= _YIELD_EVERY_S:
             self._last_yield = now
-            await self._manager._breathe()
+            await self._host.breathe()
 
     async def checkpoint(self) -> None:
         """Save this job's dataclass fields now; a resume starts from the newest checkpoint."""
         self.checkpoints += 1  # counted in the row being written
         try:
-            await self._manager._checkpoint(self._entry, self)
+            await self._host.checkpoint(self._entry, self)
         except BaseException:
             self.checkpoints -= 1  # nothing was saved
             raise
 
     async def run_blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run synchronous `fn(*args, **kwargs)` off the event loop (the manager's executor)."""
-        return await self._manager._run_blocking(fn, args, kwargs)
+        return await self._host.run_blocking(fn, args, kwargs)
 
     async def spawn_children(self, jobs: Sequence[Job]) -> list[str]:
         """Dispatch child jobs of this one; a resumed parent gets the same children back."""
         self._spawn_calls += 1
-        return await self._manager._spawn_children(self._entry, list(jobs), self._spawn_calls)
+        return await self._host.spawn_children(self._entry, list(jobs), self._spawn_calls)
 
     async def wait_for_children(self, ids: Sequence[str]) -> list[Any]:
         """Wait for children and return their results in order; raise `sj.ChildFailed` on failure."""
-        return await self._manager._wait_for_children(self._entry, list(ids))
+        return await self._host.wait_for_children(self._entry, list(ids))
 
     # --- metrics ---------------------------------------------------------------------------
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ._errors import Cancelled, JobFailed
-from ._events import LatestSlot
-from ._progress import Progress
-from ._status import JobStatus, check_transition
+from .._errors import Cancelled, JobFailed
+from .._events import LatestSlot
+from .._progress import Progress
+from .._status import JobStatus, check_transition
 
 if TYPE_CHECKING:
-    from ._context import JobContext
-    from ._job import Job
+    from .context import JobContext
+    from .._job import Job
 
 
 class Outcome:
@@ -73,11 +73,15 @@ class JobEntry:
         """Move to `new` (checked against the transition table) and tell status subscribers."""
         check_transition(self.id, self.status, new)
         self.status = new
-        for q in self._status_queues or ():
-            q.put_nowait(new)
+        self.tell_status(new)
         if new.is_terminal:
             for slot in self._progress_slots or ():
                 slot.close()
+
+    def tell_status(self, status: JobStatus) -> None:
+        """Tell status subscribers `status` without a transition (what jobs.db will mean after a reopen)."""
+        for q in self._status_queues or ():
+            q.put_nowait(status)
 
     def publish_progress(self, progress: Progress) -> None:
         self.progress = progress

@@ -17,12 +17,11 @@ import dataclasses
 import operator
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from itertools import islice, repeat
-from operator import itemgetter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._query import HISTORY_FIELDS, METRIC_GROUPS, TERMINAL_STATUSES, HistoryColumns, HistoryQuery, MetricsRow, minus
 from .._records import JobRecord
 from .store import SELECT_ACTIVE, SELECT_RECORD, Store, read_only_uri, record_from_row
 
@@ -34,18 +33,6 @@ __all__ = (
 
 T = TypeVar("T")
 
-#: Columns of a history read, in order. `status` comes as an index into TERMINAL_STATUSES.
-HISTORY_FIELDS = (
-    "id", "name", "version", "status", "parent_id", "priority", "initiated_by", "context",
-    "created_at", "started_at", "finished_at", "duration_s", "queue_wait_s", "progress_fraction",
-    "progress_current", "progress_total", "progress_kind", "progress_phase", "items", "bytes",
-    "checkpoints", "non_critical_errors", "memory_mb", "error",
-)
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
-
-#: Columns that `metrics(by=...)` may group on.
-METRIC_GROUPS = ("name", "status", "version", "priority", "initiated_by", "parent_id")
-
 # A small int per row costs less to fetch and to make categorical than the status text.
 _STATUS_CODE = (
     "CASE status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(TERMINAL_STATUSES)) + " ELSE -1 END"
@@ -56,114 +43,21 @@ _EXPRESSIONS = {field: field for field in HISTORY_FIELDS} | {"status": _STATUS_C
 SAMPLE_ROWS = 1000
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class HistoryQuery:
-    """Which history rows to read: all filters are ANDed; times are epoch seconds on finished_at."""
-
-    names: tuple[str, ...] | None = None
-    statuses: tuple[str, ...] | None = None
-    since: float | None = None   # finished_at >= since
-    until: float | None = None   # finished_at < until
-    limit: int | None = None     # newest rows first
-
-    def where(self) -> tuple[str, list[Any]]:
-        """Return the WHERE clause (or "") and its parameters."""
-        terms: list[str] = []
-        params: list[Any] = []
-        for column, values in (("name", self.names), ("status", self.statuses)):
-            if values is not None:
-                terms.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")
-                params.extend(values)
-        if self.since is not None:
-            terms.append("finished_at >= ?")
-            params.append(self.since)
-        if self.until is not None:
-            terms.append("finished_at < ?")
-            params.append(self.until)
-        return (" WHERE " + " AND ".join(terms) if terms else ""), params
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HistoryColumns:
-    """History rows column by column: newest first, or newest-inserted first (see `order`).
-
-    Each of `parts` is (fields, rows): tuples of those fields' values, all parts in the same
-    row order. Every other field of HISTORY_FIELDS is either the single value
-    `constants[field]` on all `length` rows, or `derived[field] = (a, b)`: the difference of
-    the fields a - b on every row.
-    """
-
-    length: int
-    parts: tuple[tuple[tuple[str, ...], Sequence[tuple]], ...]
-    constants: dict[str, Any] = dataclasses.field(default_factory=dict)
-    derived: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
-    in_insert_order: bool = False
-
-    @classmethod
-    def of_rows(cls, fields: tuple[str, ...], rows: Sequence[tuple]) -> HistoryColumns:
-        return cls(len(rows), ((fields, rows),))
-
-    def fetched_values(self, field: str) -> Iterator[Any]:
-        """Iterate over one column in fetched order (see `order`)."""
-        if field in self.constants:
-            return repeat(self.constants[field], self.length)
-        if field in self.derived:
-            a, b = self.derived[field]
-            return map(_minus, self.fetched_values(a), self.fetched_values(b))
-        for fields, rows in self.parts:
-            if field in fields:
-                return map(itemgetter(fields.index(field)), rows)
-        raise KeyError(field)
-
-    def order(self) -> list[int] | None:
-        """Return the permutation that puts fetched rows newest-finished first, or None if they are.
-
-        Rows of a full read come newest-inserted first (a reverse table scan is much cheaper
-        than walking the finished_at index); jobs are inserted as they finish, so this is
-        nearly always None. Ties keep newest-inserted first.
-        """
-        if not self.in_insert_order:
-            return None
-        finished = list(self.fetched_values("finished_at"))
-        if not any(map(operator.lt, finished, islice(finished, 1, None))):
-            return None
-        return sorted(range(len(finished)), key=finished.__getitem__, reverse=True)  # stable
-
-    def records(self) -> Iterator[dict[str, Any]]:
-        """Iterate over rows, newest first, as dicts of every field (for small reads, e.g. the CLI)."""
-        columns = [list(self.fetched_values(field)) for field in HISTORY_FIELDS]
-        order = self.order()
-        for i in range(self.length) if order is None else order:
-            yield {field: column[i] for field, column in zip(HISTORY_FIELDS, columns)}
-
-
-def _minus(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MetricsRow:
-    """Aggregates of one group of history rows.
-
-    The duration quantiles come either computed (`duration_median_s`, `duration_p95_s`) or,
-    when no index orders durations, as `durations`: every known duration, comma-separated as
-    SQLite writes REALs (15 significant digits), for the caller to compute them.
-    """
-
-    key: Any
-    count: int
-    completed: int
-    failed: int
-    cancelled: int
-    duration_mean_s: float | None
-    duration_max_s: float | None
-    items: int
-    busy_s: float | None          # sum of the durations of the rows that have one
-    queue_wait_mean_s: float | None
-    duration_count: int
-    duration_median_s: float | None = None
-    duration_p95_s: float | None = None
-    durations: str | None = None
+def where_clause(query: HistoryQuery) -> tuple[str, list[Any]]:
+    """Return the WHERE clause (or "") that selects `query`'s rows, and its parameters."""
+    terms: list[str] = []
+    params: list[Any] = []
+    for column, values in (("name", query.names), ("status", query.statuses)):
+        if values is not None:
+            terms.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")
+            params.extend(values)
+    if query.since is not None:
+        terms.append("finished_at >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        terms.append("finished_at < ?")
+        params.append(query.until)
+    return (" WHERE " + " AND ".join(terms) if terms else ""), params
 
 
 # --- history --------------------------------------------------------------------------------
@@ -180,7 +74,7 @@ def _read_then_build(conn: sqlite3.Connection, query: HistoryQuery, build: Calla
 
 def read_history(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryColumns:
     """Read the history rows `query` selects, newest first, in one read transaction."""
-    where, params = query.where()
+    where, params = where_clause(query)
     newest_first = f"FROM job_history{where} ORDER BY finished_at DESC, rowid DESC"
     limit = query.limit
     with _snapshot(conn):
@@ -204,7 +98,7 @@ def _read_all(conn: sqlite3.Connection, query: HistoryQuery, candidates: _Shortc
     Python work. Without a name or time filter, rows come from a reverse table scan, newest
     inserted first (see `HistoryColumns.order`); with one, an index picks them in order.
     """
-    where, params = query.where()
+    where, params = where_clause(query)
     source = f"FROM job_history{where}"
     in_insert_order = not (query.names or query.since is not None or query.until is not None)
     order = "ORDER BY rowid DESC" if in_insert_order else "ORDER BY finished_at DESC, rowid DESC"
@@ -244,7 +138,7 @@ class _Shortcuts:
         constants = {f: values[0] for f, values in columns.items()
                      if f != "finished_at" and values.count(values[0]) == len(values)}
         derived = {f: (a, b) for f, (a, b) in _DIFFERENCES.items()
-                   if f not in constants and all(map(operator.eq, columns[f], map(_minus, columns[a], columns[b])))}
+                   if f not in constants and all(map(operator.eq, columns[f], map(minus, columns[a], columns[b])))}
         return cls(constants, derived)
 
     def __bool__(self) -> bool:
@@ -367,7 +261,7 @@ def read_metrics(conn: sqlite3.Connection, by: str, query: HistoryQuery) -> list
     """Aggregate the rows `query` selects per value of the column `by` (one of METRIC_GROUPS)."""
     if by not in METRIC_GROUPS:
         raise ValueError(f"metrics can be grouped by {', '.join(METRIC_GROUPS)}; not {by!r}")
-    where, params = query.where()
+    where, params = where_clause(query)
     with _snapshot(conn):
         if by == "name" and _has_metrics_index(conn):
             rows = conn.execute(f"SELECT name, {_AGGREGATES} FROM job_history{where} GROUP BY name", params).fetchall()
@@ -416,7 +310,7 @@ async def durations(store: Store, query: HistoryQuery) -> dict[str, str]:
 
 def read_durations(conn: sqlite3.Connection, query: HistoryQuery) -> dict[str, str]:
     """Return {name: durations comma-separated (15 significant digits)}, names in order."""
-    where, params = query.where()
+    where, params = where_clause(query)
     where = f"{where} AND duration_s IS NOT NULL" if where else " WHERE duration_s IS NOT NULL"
     with _snapshot(conn):
         rows = conn.execute(f"SELECT name, group_concat(duration_s) FROM job_history{where} GROUP BY +name "

@@ -1,6 +1,6 @@
 """A second connection, on its own thread, for big reads (history, metrics, plots).
 
-The owner's writes go through one aiosqlite thread. A history() of a million rows run there
+The owner's writes go through the store's own thread (dbthread.py). A history() of a million rows run there
 would hold it for seconds, and every running job's checkpoint and final write would wait.
 WAL lets a reader see the last committed state while the writer goes on, so big reads get
 their own read-only connection and thread, made on first use.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 1
 
-ACTIVE_STATUSES = ("queued", "running", "paused")
+from .._query import ACTIVE_STATUSES  # noqa: E402,F401  re-exported; defined once, from JobStatus
 
 CREATE = """
 CREATE TABLE IF NOT EXISTS jobs (

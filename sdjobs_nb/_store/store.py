@@ -1,35 +1,44 @@
-"""The only code that talks to SQLite: opening jobs.db, staging writes, reading records."""
+"""The only code that runs SQL: opening jobs.db, staging writes, reading records.
+
+Writes are named operations (`insert_job`, `mark_running`, `mark_paused`, `finish`,
+`save_checkpoint`, ...). Each stages its statements for the next group commit (batch.py): all
+that is staged while a commit is in flight goes to the database thread (dbthread.py) in one
+hop and is written in one transaction. `commit()` / `after_commit()` wait for that.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import logging
-import operator
 import os
 import sqlite3
 from collections.abc import Iterable
-from math import isfinite
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
-from .._codec import pack, unpack
-from .._errors import LibraryError, ReadOnlyLibrary, SchemaTooNew
+from .._errors import InvalidTransition, JobNotFound, LibraryError, ReadOnlyLibrary, SchemaTooNew
 from .._progress import Progress
-from .._records import JobRecord
-from .._status import JobStatus
+from .._records import FinishedJob, JobRecord
+from .._status import TERMINAL, JobStatus, check_transition
 from .batch import Op, WriteBatcher, apply_ops
+from .dbthread import DbThread
 from .reader import BulkReader
-from .schema import CREATE, HISTORY_COLUMNS, JOB_COLUMNS, OBSOLETE, SCHEMA_VERSION
+from .rows import RECORD_COLUMNS, history_row, metrics_json, pack_progress, record_from_row, unpack_progress
+from .schema import CREATE, HISTORY_COLUMNS, OBSOLETE, SCHEMA_VERSION
+
+__all__ = (
+    "DB_NAME", "Store", "metrics_json", "pack_progress", "prepare_folder", "read_only_uri", "record_from_row",
+    "unpack_progress",
+)
 
 DB_NAME = "jobs.db"
 
-log = logging.getLogger("sdjobs_nb.store")
+Token = tuple[int, int]  # a staged statement, for `Store.withdraw`
 
 # --- statements -----------------------------------------------------------------------------
+# The write statements are staged by the named operations of `Store`. Old interface, removed
+# once callers use the named operations: callers staging these constants themselves with
+# `Store.stage(sql, params, job_id)` (as `st.SET_PAUSED` etc.); they then become private.
 
 INSERT_NEW_JOB = (
     "INSERT INTO jobs (id, name, version, status, data, metrics, priority, seq, parent_id, spawn_key, "
@@ -60,81 +69,14 @@ UPSERT_CHECKPOINT = (
 )
 INSERT_ERROR = "INSERT INTO job_errors (job_id, at, message) VALUES (?, ?, ?)"
 
-_RECORD_COLUMNS = tuple(c for c in JOB_COLUMNS if c not in ("data", "result"))
-SELECT_RECORD = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM jobs"
+SELECT_RECORD = f"SELECT {', '.join(RECORD_COLUMNS)} FROM jobs"
 SELECT_JOB = f"{SELECT_RECORD} WHERE id=?"
 SELECT_ACTIVE = f"{SELECT_RECORD} WHERE finished_at IS NULL AND status IN ('queued', 'running', 'paused') ORDER BY seq"
 SELECT_DATA = "SELECT name, version, data FROM jobs WHERE id=?"
 SELECT_QUEUED_DATA = "SELECT id, name, version, data FROM jobs WHERE finished_at IS NULL AND status='queued' ORDER BY seq"
 SELECT_RESULT = "SELECT result FROM jobs WHERE id=?"
-SELECT_DEDUP = "SELECT id FROM jobs WHERE dedup_key=? AND status IN ('queued', 'running', 'paused') LIMIT 1"
-SELECT_CHILDREN = f"{SELECT_RECORD} WHERE parent_id=? ORDER BY seq"
 SELECT_ERRORS = "SELECT at, message FROM job_errors WHERE job_id=? ORDER BY at LIMIT ?"
 SELECT_MAX_SEQ = "SELECT coalesce(max(seq), 0) FROM jobs"
-SELECT_RUNNING = f"{SELECT_RECORD} WHERE finished_at IS NULL AND status='running'"
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str)
-
-
-def _unjson(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):  # a damaged column must not make the job unreadable
-        log.warning("ignoring a jobs.db column that is not JSON: %.80r", text)
-        return None
-
-
-def pack_progress(progress: Progress | None) -> bytes | None:
-    return None if progress is None else pack(progress.to_plain())
-
-
-_METRIC_KEYS = ("elapsed_seconds", "memory_mb", "items", "bytes", "checkpoints", "non_critical_errors")
-_metric_values = operator.itemgetter(*_METRIC_KEYS)
-
-
-def metrics_json(metrics: dict[str, Any]) -> str:
-    """The JSON text of a job's metrics column (the same text `json.dumps` gives).
-
-    A finishing job writes its metrics twice (jobs and job_history): the usual six numbers are
-    formatted directly, about 4x cheaper than `json.dumps`; anything else goes to `json.dumps`.
-    """
-    if len(metrics) == 6:
-        try:
-            elapsed, memory, items, nbytes, checkpoints, errors = _metric_values(metrics)
-        except KeyError:
-            return json.dumps(metrics)
-        if (type(elapsed) is float and isfinite(elapsed)
-                and (memory is None or (type(memory) is float and isfinite(memory)))
-                and type(items) is int and type(nbytes) is int and type(checkpoints) is int and type(errors) is int):
-            return (f'{{"elapsed_seconds": {elapsed!r}, "memory_mb": {"null" if memory is None else repr(memory)}, '
-                    f'"items": {items}, "bytes": {nbytes}, "checkpoints": {checkpoints}, '
-                    f'"non_critical_errors": {errors}}}')
-    return json.dumps(metrics)
-
-
-def unpack_progress(blob: bytes | None) -> Progress | None:
-    if blob is None:
-        return None
-    try:
-        return Progress.from_plain(unpack(blob))
-    except Exception:  # a corrupt progress blob must not make the job unreadable
-        return None
-
-
-def record_from_row(row: Iterable[Any]) -> JobRecord:
-    r = dict(zip(_RECORD_COLUMNS, row))
-    return JobRecord(
-        id=r["id"], name=r["name"], version=r["version"], status=JobStatus(r["status"]),
-        priority=r["priority"], parent_id=r["parent_id"], initiated_by=r["initiated_by"],
-        context=_unjson(r["context"]), dedup_key=r["dedup_key"], pause_reason=r["pause_reason"],
-        error=r["error"], traceback=r["traceback"], progress=unpack_progress(r["progress"]),
-        metrics=_unjson(r["metrics"]) or {}, created_at=r["created_at"], started_at=r["started_at"],
-        paused_at=r["paused_at"], finished_at=r["finished_at"], seq=r["seq"], spawn_key=r["spawn_key"],
-    )
 
 
 def read_only_uri(db_path: Path, *, immutable: bool = False) -> str:
@@ -160,9 +102,9 @@ def prepare_folder(folder: Path, read_only: bool) -> Path:
 
 
 class Store:
-    """One library's jobs.db: group-committed writes and record reads, via aiosqlite."""
+    """One library's jobs.db: named, group-committed writes and record reads, on the store's thread."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, read_only: bool, durable: bool = False) -> None:
+    def __init__(self, db: DbThread, path: Path, read_only: bool, durable: bool = False) -> None:
         self._db = db
         self.path = path
         self.read_only = read_only
@@ -189,13 +131,13 @@ class Store:
     async def set_durable(self, durable: bool) -> None:
         """Make commits from now on survive a power cut (`synchronous=FULL`), or not (`NORMAL`)."""
         await self.commit()  # what was staged keeps the setting it was staged under
-        await self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        await self._db.submit(_execute, f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         self.durable = durable
 
     def abandon(self) -> None:
         """Let go of jobs.db without the event loop this store ran on (it is closed).
 
-        Nothing staged can be committed any more; the connection's thread closes the connection
+        Nothing staged can be committed any more; the store's thread closes the connection
         and ends, and the next owner finds the library as a crash would have left it.
         """
         if self.closed:
@@ -213,7 +155,7 @@ class Store:
         try:
             await self._writer.drain()
             if not self.read_only:
-                await self._db.execute("PRAGMA optimize")
+                await self._db.submit(_execute, "PRAGMA optimize")
         finally:
             if self._sync_reader is not None:
                 self._sync_reader.close()
@@ -221,30 +163,19 @@ class Store:
                 await self._bulk_reader.close()
             await self._db.close()
 
-    # --- writes -------------------------------------------------------------------------------
+    # --- group commit -------------------------------------------------------------------------
 
     def _submit(self, ops: list[Op]) -> asyncio.Future[None]:
-        """Hand a batch to aiosqlite's thread as one call; return a future for its end."""
-        return self._in_db_thread(functools.partial(apply_ops, self._db._conn, ops))
+        """Hand a batch to the store's thread as one call; return a future for its end."""
+        return self._db.submit(apply_ops, ops)
 
-    def _in_db_thread(self, call: Any) -> asyncio.Future[Any]:
-        # aiosqlite's own queue takes (future, callable) pairs; using it directly avoids a
-        # task per call (aiosqlite is pinned below 0.23; the fallback keeps newer ones working)
-        queue = getattr(self._db, "_tx", None)
-        if queue is None or not self._db._running:
-            return asyncio.ensure_future(self._db._execute(call))
-        future = asyncio.get_running_loop().create_future()
-        queue.put_nowait((future, call))
-        return future
-
-    def stage(self, sql: str, params: Iterable[Any], job_id: str) -> tuple[int, int]:
-        """Stage one statement writing job `job_id` for the next group commit; return a token for `withdraw`."""
+    def _writable(self) -> WriteBatcher:
         if self.read_only:
             raise ReadOnlyLibrary(f"library {str(self.path.parent)!r} is open read-only; open it without read_only to change jobs")
-        return self._writer.stage(sql, tuple(params), job_id)
+        return self._writer
 
-    def withdraw(self, token: tuple[int, int] | None) -> bool:
-        """Drop a staged statement if it has not been sent yet."""
+    def withdraw(self, token: Token | None) -> bool:
+        """Drop a staged statement (`mark_running`'s token) if it has not been sent yet."""
         return token is not None and self._writer.withdraw(token)
 
     def commit(self) -> asyncio.Future[None]:
@@ -255,12 +186,91 @@ class Store:
         """Call `callback(None)` once everything staged so far is on disk, or `callback(error)`."""
         self._writer.after_commit(callback)
 
-    def stage_new_job(self, job_id: str, name: str, version: int, data: bytes, priority: int, seq: int,
-                      parent_id: str | None, spawn_key: str | None, initiated_by: str | None,
-                      context: str | None, dedup_key: str | None, now: float) -> None:
-        """Stage the row of a newly dispatched (queued) job."""
-        self.stage(INSERT_NEW_JOB, (job_id, name, version, data, priority, seq, parent_id, spawn_key,
-                                    initiated_by, context, dedup_key, now, now), job_id)
+    # --- writes: named operations, each staged for the next group commit ----------------------
+
+    def insert_job(self, job_id: str, name: str, version: int, data: bytes, priority: int, seq: int,
+                   parent_id: str | None, spawn_key: str | None, initiated_by: str | None,
+                   context: str | None, dedup_key: str | None, now: float) -> None:
+        """Stage the row of a newly dispatched (queued) job; `context` is its JSON text."""
+        self._writable().stage(INSERT_NEW_JOB, (job_id, name, version, data, priority, seq, parent_id, spawn_key,
+                                                initiated_by, context, dedup_key, now, now), job_id)
+
+    def mark_running(self, job_id: str, now: float) -> Token:
+        """Stage RUNNING (`started_at` is kept from an earlier run); return a token for `withdraw`."""
+        return self._writable().stage(SET_RUNNING, (now, now, job_id), job_id)
+
+    def mark_queued(self, job_id: str, now: float) -> None:
+        """Stage QUEUED (a resumed job), clearing its pause; no transition check (see `requeue`)."""
+        self._writable().stage(SET_QUEUED, (now, job_id), job_id)
+
+    def mark_paused(self, job_id: str, reason: str, now: float, progress: Progress | None,
+                    metrics: dict[str, Any], data: bytes | None = None) -> None:
+        """Stage PAUSED with its reason, last progress and metrics, and the saved state `data` if given."""
+        writer = self._writable()
+        if data is None:
+            writer.stage(SET_PAUSED, (reason, now, pack_progress(progress), metrics_json(metrics), now, job_id), job_id)
+        else:
+            writer.stage(SET_PAUSED_WITH_DATA,
+                         (reason, now, pack_progress(progress), metrics_json(metrics), data, now, job_id), job_id)
+
+    def finish(self, job: FinishedJob) -> None:
+        """Stage a finished job's jobs row update and its job_history row (they commit together)."""
+        writer = self._writable()
+        if job.status not in TERMINAL:
+            raise ValueError(f"finish() takes a finished job; job {job.id} is {job.status.value}")
+        metrics_text = metrics_json(job.metrics)
+        now = job.finished_at
+        writer.stage(SET_FINISHED, (job.status.value, job.error, job.traceback, job.result, pack_progress(job.progress),
+                                    metrics_text, now, job.started_at, now, job.id), job.id)
+        writer.stage(INSERT_HISTORY, history_row(job, metrics_text), job.id)
+
+    def save_checkpoint(self, job_id: str, version: int, data: bytes, progress: Progress | None, count: int,
+                        now: float, metrics: dict[str, Any] | None = None) -> None:
+        """Stage a checkpoint: the job's state and progress (and metrics if given), and its checkpoint row."""
+        writer = self._writable()
+        if metrics is None:
+            writer.stage(SET_DATA, (data, pack_progress(progress), now, job_id), job_id)
+        else:
+            writer.stage(SET_DATA_METRICS, (data, pack_progress(progress), metrics_json(metrics), now, job_id), job_id)
+        writer.stage(UPSERT_CHECKPOINT, (job_id, version, data, count, now), job_id)
+
+    def save_progress(self, job_id: str, progress: Progress | None, metrics: dict[str, Any], now: float) -> None:
+        """Stage a running job's progress and metrics."""
+        self._writable().stage(SET_PROGRESS, (pack_progress(progress), metrics_json(metrics), now, job_id), job_id)
+
+    def record_error(self, job_id: str, at: float, message: str) -> None:
+        """Stage one non-critical error of a job."""
+        self._writable().stage(INSERT_ERROR, (job_id, at, message), job_id)
+
+    async def requeue(self, job_ids: str | Iterable[str], now: float) -> None:
+        """Queue paused jobs again and commit (what `sdjobs resume` does without running them).
+
+        Every job must be paused (`InvalidTransition` otherwise) and exist (`JobNotFound`); all
+        are checked before anything is staged, so a refused requeue writes nothing.
+        """
+        self._writable()
+        ids = [job_ids] if isinstance(job_ids, str) else list(job_ids)
+        await self.commit()  # the statuses read below include what this store staged
+        statuses = await self._db.submit(_statuses, ids)
+        for job_id in ids:
+            status = statuses.get(job_id)
+            if status is None:
+                raise JobNotFound(f"no job with id {job_id!r} in library {str(self.path.parent)!r}")
+            try:
+                check_transition(job_id, JobStatus(status), JobStatus.QUEUED)
+            except InvalidTransition as e:
+                raise InvalidTransition(f"{e}; only a paused job can be queued again") from None
+        for job_id in ids:
+            self.mark_queued(job_id, now)
+        await self.commit()
+
+    # --- old interface, removed once callers use the named operations -------------------------
+
+    def stage(self, sql: str, params: Iterable[Any], job_id: str) -> Token:
+        """Stage one statement writing job `job_id` for the next group commit; return a token for `withdraw`."""
+        return self._writable().stage(sql, tuple(params), job_id)
+
+    stage_new_job = insert_job
 
     def stage_history(self, row: tuple | dict[str, Any]) -> None:
         """Stage a finished job's job_history row: values in `HISTORY_COLUMNS` order, or a dict of them."""
@@ -273,7 +283,7 @@ class Store:
     # --- reads --------------------------------------------------------------------------------
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        return list(await self._db.execute_fetchall(sql, tuple(params)))
+        return await self._db.submit(_fetchall, sql, tuple(params))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple | None:
         rows = await self.fetchall(sql, params)
@@ -285,12 +295,6 @@ class Store:
 
     async def active_jobs(self) -> list[JobRecord]:
         return [record_from_row(r) for r in await self.fetchall(SELECT_ACTIVE)]
-
-    async def running_jobs(self) -> list[JobRecord]:
-        return [record_from_row(r) for r in await self.fetchall(SELECT_RUNNING)]
-
-    async def children(self, parent_id: str) -> list[JobRecord]:
-        return [record_from_row(r) for r in await self.fetchall(SELECT_CHILDREN, (parent_id,))]
 
     async def spawn_keys(self, parent_id: str) -> dict[str, str]:
         rows = await self.fetchall("SELECT spawn_key, id FROM jobs WHERE parent_id=? AND spawn_key IS NOT NULL", (parent_id,))
@@ -309,10 +313,6 @@ class Store:
 
     async def result_blob(self, job_id: str) -> bytes | None:
         row = await self.fetchone(SELECT_RESULT, (job_id,))
-        return None if row is None else row[0]
-
-    async def dedup_owner(self, key: str) -> str | None:
-        row = await self.fetchone(SELECT_DEDUP, (key,))
         return None if row is None else row[0]
 
     async def errors(self, job_id: str, limit: int = 1000) -> list[tuple[float, str]]:
@@ -337,33 +337,48 @@ class Store:
         """
         if self._bulk_reader is not None:
             return await self._bulk_reader.run(fn, *args)
-        return await self._in_db_thread(functools.partial(fn, self._db._conn, *args))
+        return await self._db.submit(fn, *args)
 
 
-async def _connect(db_path: Path, target: str, *, read_only: bool, durable: bool) -> aiosqlite.Connection:
+# --- on the store's thread ------------------------------------------------------------------
+
+
+def _execute(conn: sqlite3.Connection, sql: str) -> None:
+    conn.execute(sql)
+
+
+def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple) -> list[tuple]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _statuses(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
+    return {job_id: row[0] for job_id in ids
+            for row in conn.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchall()}
+
+
+async def _connect(db_path: Path, target: str, *, read_only: bool, durable: bool) -> DbThread:
     # room for the multi-row statements of every write shape (multirow.py) in the statement cache
-    pending = aiosqlite.connect(target, isolation_level=None, check_same_thread=False, uri=read_only,
-                                cached_statements=512)
-    thread = getattr(pending, "_thread", None)
-    if thread is not None:  # a script that forgets close() must still be able to exit
-        thread.daemon = True
+    connect = functools.partial(sqlite3.connect, target, isolation_level=None, check_same_thread=False,
+                                uri=read_only, cached_statements=512)
+    db = DbThread()
     try:
-        db = await pending
-    except sqlite3.Error as e:
-        raise LibraryError(f"cannot open {db_path}: {e}") from e
-    try:
-        await _configure(db, read_only=read_only, durable=durable, where=str(db_path))
+        try:
+            await db.open(connect)
+        except sqlite3.Error as e:
+            raise LibraryError(f"cannot open {db_path}: {e}") from e
+        await db.submit(_configure, read_only, durable, str(db_path))
     except BaseException:
         await db.close()
         raise
     return db
 
 
-async def _configure(db: aiosqlite.Connection, *, read_only: bool, durable: bool, where: str) -> None:
+def _configure(conn: sqlite3.Connection, read_only: bool, durable: bool, where: str) -> None:
+    """Check and set up a fresh connection (on the store's thread: one hop for all of it)."""
     try:
-        await db.execute("PRAGMA busy_timeout = 10000")
-        version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
-        tables = await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type='table'")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
     except sqlite3.DatabaseError as e:
         raise LibraryError(f"{where} is not a usable SQLite database ({e}); move it aside or pick another library folder") from e
     if version > SCHEMA_VERSION:
@@ -372,20 +387,20 @@ async def _configure(db: aiosqlite.Connection, *, read_only: bool, durable: bool
             f"upgrade sdjobs_nb. The file was not modified."
         )
     if read_only:
-        await db.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA query_only = ON")
         return
     _refuse_foreign(version, {t[0] for t in tables}, where)
     try:
         # WAL before the first write: a process killed while creating the schema then leaves a
         # WAL that any reader can use, never a hot rollback journal only a writer may undo
-        await db.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA journal_mode = WAL")
         # random UUID keys touch pages all over the indexes; a bigger cache keeps a deep queue fast
-        await db.execute("PRAGMA cache_size = -32768")
-        await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        conn.execute("PRAGMA cache_size = -32768")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
     except sqlite3.Error as e:
         raise LibraryError(f"cannot set up {where}: {e}") from e
     try:
-        await db.executescript(f"BEGIN IMMEDIATE; {CREATE} {OBSOLETE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        conn.executescript(f"BEGIN IMMEDIATE; {CREATE} {OBSOLETE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     except sqlite3.Error as e:
         raise LibraryError(f"cannot write {where}: {e}") from e
 

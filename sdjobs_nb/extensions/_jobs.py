@@ -11,7 +11,7 @@ from .._errors import ExtensionMismatch
 from ._runner import run_in_sandbox
 
 if TYPE_CHECKING:
-    from .._context import JobContext
+    from .._runtime.context import JobContext
     from ._loader import Extension
 
 __all__ = ("make_job_class",)

@@ -20,7 +20,7 @@ from ._data import decode_result
 from ._sandbox import WASM_PAGE, Limits, Sandbox, SandboxOutcome
 
 if TYPE_CHECKING:
-    from .._context import JobContext
+    from .._runtime.context import JobContext
 
 __all__ = ("run_in_sandbox",)
 

@@ -1,4 +1,4 @@
-"""Typed pandas columns from analytics values (runs on the read thread, off the loop).
+"""Typed pandas columns from the values of a history read (runs on the read thread, off the loop).
 
 Fetched columns go straight from the row tuples into numpy (`np.fromiter`, no lists);
 constant ones are filled without touching rows, and differences are computed in numpy.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._store.analytics import HistoryColumns
+from .._query import HistoryColumns
 
 __all__ = ("STR", "ColumnBuilder", "strings", "times", "json_objects")
 

@@ -6,13 +6,13 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ManagerClosed
+from .._query import (
+    ACTIVE_STATUSES, METRIC_GROUPS, TERMINAL_STATUSES, HistoryColumns, HistoryQuery, MetricsRow, history_query,
+    to_epoch,
+)
 from .._records import JobRecord
 from .._status import JobStatus
-from .._store import analytics
-from .._store.analytics import TERMINAL_STATUSES, HistoryColumns, MetricsRow
-from .._store.schema import ACTIVE_STATUSES
 from . import _deps
-from ._query import history_query, to_epoch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,11 +53,11 @@ async def history_frame(manager: JobManager, *, name: Any = None, status: Any = 
     _deps.pandas()
     check_open(manager)
     query = history_query(name, status, since, until, limit)
-    return await analytics.history(manager.store, query, build_history)
+    return await manager.queries.history(query, build_history)
 
 
 def build_history(columns: HistoryColumns) -> pd.DataFrame:
-    """Build the typed history DataFrame from analytics columns."""
+    """Build the typed history DataFrame from the columns of a history read."""
     pd = _deps.pandas()
     from ._build import ColumnBuilder
 
@@ -84,10 +84,10 @@ async def metrics_frame(manager: JobManager, *, by: str = "name", since: Any = N
     """
     _deps.pandas()
     check_open(manager)
-    if by not in analytics.METRIC_GROUPS:
-        raise ValueError(f"metrics can be grouped by {', '.join(analytics.METRIC_GROUPS)}; not {by!r}")
-    query = analytics.HistoryQuery(since=to_epoch(since, "since"))
-    return await analytics.metrics(manager.store, by, query, lambda rows: build_metrics(rows, by))
+    if by not in METRIC_GROUPS:
+        raise ValueError(f"metrics can be grouped by {', '.join(METRIC_GROUPS)}; not {by!r}")
+    query = HistoryQuery(since=to_epoch(since, "since"))
+    return await manager.queries.metrics(by, query, lambda rows: build_metrics(rows, by))
 
 
 METRIC_COLUMNS = (
@@ -97,7 +97,7 @@ METRIC_COLUMNS = (
 
 
 def build_metrics(rows: list[MetricsRow], by: str) -> pd.DataFrame:
-    """Build the metrics DataFrame (one row per group, indexed by `by`) from analytics rows."""
+    """Build the metrics DataFrame (one row per group, indexed by `by`) from the rows of a metrics read."""
     import numpy as np
 
     pd = _deps.pandas()
@@ -135,7 +135,7 @@ def active_jobs_frame(manager: JobManager) -> pd.DataFrame:
     """
     pd = _deps.pandas()
     check_open(manager)
-    records = analytics.active_records(manager.store)
+    records = manager.queries.active_records()
     live = {h.id: h for h in manager.handles()}
     rows = [_active_row(r, live.get(r.id)) for r in records if manager.read_only or r.id in live]
     return _active_frame(pd, [r for r in rows if r is not None])

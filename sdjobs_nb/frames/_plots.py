@@ -11,10 +11,9 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from .._store import analytics
+from .._query import TERMINAL_STATUSES, as_strings, history_query
 from . import _deps
 from ._history import active_jobs_frame, check_open, history_frame
-from ._query import as_strings, history_query
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,8 +57,8 @@ async def _timeline_frame(manager: JobManager, name: Any, status: Any, since: An
     unknown = sorted(set(wanted or ()) - set(STATUS_COLORS))
     if unknown:
         raise ValueError(f"status {unknown[0]!r} is not one of {', '.join(STATUS_COLORS)}")
-    finished = None if wanted is None else [s for s in wanted if s in analytics.TERMINAL_STATUSES]
-    unfinished = None if wanted is None else [s for s in wanted if s not in analytics.TERMINAL_STATUSES]
+    finished = None if wanted is None else [s for s in wanted if s in TERMINAL_STATUSES]
+    unfinished = None if wanted is None else [s for s in wanted if s not in TERMINAL_STATUSES]
     parts = []
     if finished != []:
         parts.append(await history_frame(manager, name=name, status=finished, since=since, until=until, limit=limit))
@@ -158,7 +157,7 @@ async def plot_durations(manager: JobManager, *, name: Any = None, status: Any =
     _deps.pandas()
     check_open(manager)
     query = history_query(name=name, status=status, since=since, until=until)
-    durations = await analytics.durations(manager.store, query)
+    durations = await manager.queries.durations(query)
     return draw_durations({name: _parse(text) for name, text in durations.items()}, kind=kind, ax=ax)
 
 

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
-from .._handle import JobHandle
 from .._records import JobEvent, JobRecord
 from .._status import JobStatus
 from ._job import JobWidget, _error_of, row_layout
 from ._refresh import call_on_loop, existing_refresher, live_loop, refresher_for
 
 if TYPE_CHECKING:
+    from .._handle import JobHandle
     from .._manager import JobManager
 
 __all__ = ("Dashboard", "dashboard")
@@ -69,6 +69,7 @@ class Dashboard(w.VBox):
                              layout=w.Layout(width="100%", align_items="center"))
         super().__init__([self.header, self.message, self.rows])
         self._poll_task: asyncio.Task[None] | None = None
+        self._polled: dict[str, JobRecord] = {}  # a read-only view's last poll: rows to re-read when they change
         for handle in manager.handles(active_only=True):
             self._add_row(handle)
         self.render()
@@ -270,7 +271,7 @@ class Dashboard(w.VBox):
         """Read-only view: show what the owning process wrote to jobs.db, every `poll_seconds`."""
         while not self._closed and not self.manager.closed:
             try:
-                records = await self.manager.store.active_jobs()
+                records = await self.manager.queries.active_jobs()
             except Exception as e:  # the library was closed or removed under us
                 self._show(f"cannot read the library: {e}")
                 return
@@ -278,18 +279,22 @@ class Dashboard(w.VBox):
             await asyncio.sleep(self.poll_seconds)
 
     def _apply_records(self, records: list[JobRecord]) -> None:
-        active = set()
+        polled, self._polled = self._polled, {record.id: record for record in records}
         for record in records:
-            active.add(record.id)
-            self._update_row(JobHandle(self.manager, None, record))
+            if record.id not in self._rows or polled.get(record.id) != record:
+                self._update_from_library(record.id)
         for job_id, row in list(self._rows.items()):
-            if job_id not in active and not row.status.is_terminal:
-                try:
-                    self._update_row(self.manager.get(job_id))  # finished: its final record
-                except Exception:
-                    continue
+            if job_id not in self._polled and not row.status.is_terminal:
+                self._update_from_library(job_id)  # finished: its final record
         self._structure_changed = True
         self.render()
+
+    def _update_from_library(self, job_id: str) -> None:
+        try:
+            handle = self.manager.get(job_id)  # a read-only view's handles hold the job's record as read now
+        except Exception:  # closed meanwhile
+            return
+        self._update_row(handle)
 
     def _update_row(self, handle: JobHandle) -> None:
         row = self._rows.get(handle.id)

@@ -1,0 +1,1 @@
+"""The runtime: scheduling, running and controlling jobs on the running event loop (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,151 @@
+"""Pause, resume and cancel: requests with a reason, cascaded to children, saved before they show."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .._errors import BrokenJob, InvalidTransition, JobNotFound, NotResumable, UnknownJob, VersionMismatch
+from .._events import EventBus
+from .._job import registry
+from .._records import JobRecord
+from .._status import EventKind, JobStatus, PauseReason, Request
+from .._store.store import Store
+from .emit import emit
+from .entry import JobEntry, Outcome
+from .loading import StoredJobs
+from .run import CANCELLED_TEXT, JobRuns
+from .scheduler import Scheduler
+from .settings import RunSettings
+from .table import JobTable
+
+__all__ = ("Control",)
+
+S = JobStatus
+
+
+class Control:
+    """Carries out pause, resume and cancel for one manager's jobs."""
+
+    def __init__(self, store: Store, table: JobTable, scheduler: Scheduler, runs: JobRuns, stored: StoredJobs,
+                 bus: EventBus, settings: RunSettings) -> None:
+        self._store = store
+        self._table = table
+        self._scheduler = scheduler
+        self._runs = runs
+        self._stored = stored
+        self._bus = bus
+        self._settings = settings
+
+    # --- pause --------------------------------------------------------------------------------
+
+    async def pause(self, job_id: str, reason: str) -> None:
+        """Pause a queued or running job; returns once its state is saved and it is PAUSED."""
+        entry = self._table.active(job_id, "pause")
+        if entry.status is S.PAUSED:
+            return
+        if entry.cls is not None and not entry.cls.IS_RESUMABLE:
+            raise NotResumable(f"job {entry.name} ({job_id}) is not resumable (IS_RESUMABLE = False); cancel it instead")
+        await self._pause_entry(entry, reason)
+
+    async def _pause_entry(self, entry: JobEntry, reason: str) -> None:
+        children = self._table.children_of(entry.id)
+        if entry.status is S.QUEUED:
+            now = time.time()
+            entry.pause_reason = reason
+            entry.set_status(S.PAUSED)  # at once, so the scheduler cannot start it while the write commits
+            emit(self._bus, EventKind.PAUSED, entry)
+            self._store.mark_paused(entry.id, str(reason), now, entry.progress, entry.metrics)
+            await self._store.commit()
+        elif entry.status is S.RUNNING:
+            await self.interrupt_and_wait(entry, Request.PAUSE, reason)
+        await asyncio.gather(*(self._pause_entry(c, PauseReason.PARENT) for c in children
+                               if c.status in (S.QUEUED, S.RUNNING)))
+
+    async def interrupt_and_wait(self, entry: JobEntry, request: str, reason: str | None = None) -> None:
+        """Ask a running job to stop at its next check; cancel its task after the grace period."""
+        task = entry.task
+        if entry.interrupt != Request.CANCEL:
+            entry.interrupt = request
+        if reason is not None and request == Request.PAUSE:
+            entry.pause_reason = reason
+        if task is not None:
+            grace = self._settings.grace_period
+            done, _ = await asyncio.wait({task}, timeout=grace)
+            if not done:
+                entry.forced = True
+                if entry.ctx is not None:
+                    entry.ctx.lifecycle(logging.WARNING, "did not reach check_interrupted within %.1f s; stopping it", grace)
+                task.cancel()
+                await asyncio.wait({task})
+        await self._runs.announced()
+
+    # --- resume -------------------------------------------------------------------------------
+
+    async def resume(self, job_id: str) -> None:
+        """Resume a paused job from its saved state; it reports RUNNING once it runs again."""
+        entry = self._table.active(job_id, "resume")
+        if entry.status is not S.PAUSED:
+            return
+        cls = registry.get(entry.name)
+        if not cls.IS_RESUMABLE:
+            raise NotResumable(f"job {entry.name} ({job_id}) is not resumable (IS_RESUMABLE = False); it can only be cancelled")
+        try:
+            job = await self._stored.materialize(entry)
+        except (VersionMismatch, BrokenJob) as e:
+            self._table.set_aside(entry, e)
+            raise
+        if entry.status is not S.PAUSED:  # another resume (or a cancel) got there while we read
+            return
+        entry.job, entry.cls, entry.pause_reason = job, cls, None
+        entry.reset_waiters()
+        entry.set_status(S.QUEUED)  # at once: a second resume arriving now finds it queued
+        emit(self._bus, EventKind.RESUMED, entry)  # events follow status changes in order
+        self._store.mark_queued(entry.id, time.time())
+        await self._store.commit()
+        if entry.status is S.QUEUED:  # not paused or cancelled again while the write committed
+            self._scheduler.push(entry)
+            self._scheduler.schedule()
+        for child in self._table.children_of(entry.id):
+            if child.status is S.PAUSED and child.pause_reason == PauseReason.PARENT:
+                await self.resume(child.id)
+
+    async def resume_interrupted(self) -> list[JobEntry]:
+        """Resume every job paused by a crash or by `close()`; return those that resumed."""
+        resumed = []
+        for entry in self._table.in_order():
+            if entry.status is S.PAUSED and entry.pause_reason == PauseReason.INTERRUPTED:
+                try:
+                    await self.resume(entry.id)
+                except (UnknownJob, VersionMismatch, BrokenJob, NotResumable) as e:
+                    self._table.set_aside(entry, e)
+                    continue
+                resumed.append(entry)
+        return resumed
+
+    # --- cancel -------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> None:
+        """Cancel a queued, running or paused job (and its unfinished children); it is kept as CANCELLED."""
+        entry = self._table.get(job_id)
+        if entry is None:
+            record = await self.record(job_id)
+            if record.status is S.CANCELLED:
+                return
+            raise InvalidTransition(f"job {record.name} ({job_id}) is already {record.status.value}; only unfinished jobs can be cancelled")
+        if entry.status is S.RUNNING:
+            entry.interrupt = Request.CANCEL  # first: a parent waiting for children must see this, not a cancelled child
+        for child in self._table.children_of(job_id):
+            await self.cancel(child.id)
+        if entry.status is S.RUNNING:
+            await self.interrupt_and_wait(entry, Request.CANCEL)
+        elif not entry.status.is_terminal:
+            await self._runs.finish_now(entry, Outcome(S.CANCELLED, error=CANCELLED_TEXT))
+
+    async def record(self, job_id: str) -> JobRecord:
+        """The stored record of any job of the library, or `JobNotFound`."""
+        record = await self._store.job(str(job_id))
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r} in library {str(self._store.path.parent)!r}")
+        return record
