@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -337,22 +338,30 @@ def test_a_check_that_sees_other_rows_is_not_trusted(tmp_path):
     conn.execute("COMMIT")
 
 
-async def test_reading_a_big_history_leaves_the_loop_free(manager):
+async def test_reading_a_big_history_leaves_the_loop_free(manager, monkeypatch):
+    """The DataFrame is built off the loop: the build waits for the loop to take a turn meanwhile."""
+    from sdjobs_nb.frames import _history
+
     await add_history(manager, [history_row(created_at=1e9 + i, items=i) for i in range(60_000)])
-    ticks = 0
+    reading, loop_ran = threading.Event(), threading.Event()
+    build = _history.build_history
 
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
+    def build_once_the_loop_ran(columns):
+        reading.set()
+        assert loop_ran.wait(60), "the event loop did not run while history() read"
+        return build(columns)
 
-    ticker = asyncio.get_running_loop().create_task(tick())
-    try:
-        df = await manager.history()
-    finally:
-        ticker.cancel()
-    assert len(df) == 60_000 and ticks >= 3
+    monkeypatch.setattr(_history, "build_history", build_once_the_loop_ran)
+
+    async def loop_side() -> None:
+        while not reading.is_set():
+            await asyncio.sleep(0.001)
+        loop_ran.set()
+
+    turn = asyncio.get_running_loop().create_task(loop_side())
+    df = await manager.history()
+    await turn
+    assert len(df) == 60_000
 
 
 # --- metrics ------------------------------------------------------------------------------------
