@@ -1,9 +1,9 @@
 """Parent and child jobs for the children tests, and a worker process that runs a parent.
 
 Imported by the tests (which registers the job classes) and run as a script by the SIGKILL
-test: ``python children_worker.py LIBRARY N [N ...]`` dispatches a `FanOut` over `Square`
-children, prints ``PARENT <id>`` and then ``WAITING <child ids>`` when the parent starts
-waiting, and waits for it (until the test kills the process).
+test: ``python children_worker.py LIBRARY GATE N [N ...]`` dispatches a `FanOut` over `Square`
+children held at the gate file GATE, prints ``PARENT <id>`` and then ``WAITING <child ids>``
+when the parent starts waiting, and waits for it (until the test kills the process).
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import time
 from dataclasses import dataclass, field
 
 import sdjobs_nb as sj
+from jobs_for_tests import GATE_POLL_S, gate_value
 
 #: parent id -> the child ids each of its runs got from spawn_children (this process only)
 SPAWNED: dict[str, list[list[str]]] = {}
+#: ids of `Impatient` parents whose patience ran out (this process only)
+GAVE_UP: set[str] = set()
 #: set by the worker script: the parent prints its children when it starts waiting
 ANNOUNCE = False
 
@@ -25,7 +28,12 @@ ANNOUNCE = False
 @dataclass
 class Square(sj.Job):
     """Takes `steps` steps of `delay` s (checkpointing each), then returns n*n (and the step each
-    run started from, with `report_starts`) or raises `ValueError(fail)`."""
+    run started from, with `report_starts`) or raises `ValueError(fail)`.
+
+    With a `gate` file it takes step i only once the gate holds a number >= i (`open_gate`); it
+    checks for interruption while it waits there, unless it is `stubborn`: then it notices a
+    request only when it takes its next step.
+    """
 
     NAME = "children_square"
     n: int
@@ -33,12 +41,19 @@ class Square(sj.Job):
     delay: float = 0.01
     fail: str = ""
     report_starts: bool = False
+    gate: str = ""
+    stubborn: bool = False
     done: int = 0
     starts: list[int] = field(default_factory=list)
 
     async def run(self, ctx: sj.JobContext) -> int | list:
         self.starts.append(self.done)  # the step each run started from
         while self.done < self.steps:
+            if self.gate and self.done >= gate_value(self.gate):
+                if not self.stubborn:
+                    await ctx.check_interrupted()
+                await asyncio.sleep(GATE_POLL_S)
+                continue
             await ctx.check_interrupted()
             await asyncio.sleep(self.delay)
             self.done += 1
@@ -75,14 +90,20 @@ class FanOut(sj.Job):
 
 @dataclass
 class LateSpawn(sj.Job):
-    """Awaits something else for `busy` s (no interruption check), then spawns and waits."""
+    """Busy with other work that never checks for interruption until a pause, cancel or close is
+    requested; only then spawns its children and waits for them (a resumed run spawns at once).
+
+    So the request always arrives before `spawn_children`, however fast the machine is.
+    """
 
     NAME = "children_late_spawn"
-    busy: float
     children: list[Square] = field(default_factory=list)
+    busy: bool = True
 
     async def run(self, ctx: sj.JobContext) -> list:
-        await asyncio.sleep(self.busy)
+        while self.busy and ctx.interrupt_requested is None:
+            await asyncio.sleep(GATE_POLL_S)
+        self.busy = False
         ids = await ctx.spawn_children([dataclasses.replace(c) for c in self.children])
         SPAWNED.setdefault(ctx.job_id, []).append(ids)
         return await ctx.wait_for_children(ids)
@@ -90,7 +111,11 @@ class LateSpawn(sj.Job):
 
 @dataclass
 class Impatient(sj.Job):
-    """Waits `patience` s for its children, then goes on with its own work; returns when that ran."""
+    """Waits `patience` s for its children, then goes on with its own work; returns when that ran.
+
+    A parent is added to `GAVE_UP` the moment its patience runs out (the wait it abandons then
+    still has to take a slot again before it returns).
+    """
 
     NAME = "children_impatient"
     patience: float
@@ -99,10 +124,21 @@ class Impatient(sj.Job):
     async def run(self, ctx: sj.JobContext) -> float:
         ids = await ctx.spawn_children([dataclasses.replace(c) for c in self.children])
         SPAWNED.setdefault(ctx.job_id, []).append(ids)
+        # as asyncio.wait_for does, but it tells when the patience runs out, before the abandoned
+        # wait has taken its slot back
+        waiting = asyncio.ensure_future(ctx.wait_for_children(ids))
         try:
-            await asyncio.wait_for(ctx.wait_for_children(ids), self.patience)
-        except asyncio.TimeoutError:
-            pass
+            done, _ = await asyncio.wait({waiting}, timeout=self.patience)
+        except asyncio.CancelledError:
+            waiting.cancel()
+            raise
+        if not done:
+            GAVE_UP.add(ctx.job_id)
+            waiting.cancel()
+            try:
+                await waiting
+            except asyncio.CancelledError:
+                pass
         return time.time()  # its own work runs now, in a slot
 
 
@@ -136,16 +172,21 @@ class Nested(sj.Job):
         return sum(await ctx.wait_for_children(ids))
 
 
-async def _main(library: str, ns: list[int], steps: int, delay: float) -> None:
+#: steps of each child of the worker script's parent
+WORKER_STEPS = 10
+
+
+async def _main(library: str, gate: str, ns: list[int]) -> None:
     global ANNOUNCE
     ANNOUNCE = True
     async with sj.JobManager.open(library, max_concurrent=4) as manager:
-        handle = await manager.dispatch(FanOut([Square(n, steps=steps, delay=delay, report_starts=True) for n in ns]))
+        children = [Square(n, steps=WORKER_STEPS, delay=0.0, gate=gate, report_starts=True) for n in ns]
+        handle = await manager.dispatch(FanOut(children))
         print("PARENT", handle.id, flush=True)
         await handle.wait()
         print("DONE", flush=True)
 
 
 if __name__ == "__main__":
-    _library, *_ns = sys.argv[1:]
-    asyncio.run(_main(_library, [int(n) for n in _ns], steps=200, delay=0.02))
+    _library, _gate, *_ns = sys.argv[1:]
+    asyncio.run(_main(_library, _gate, [int(n) for n in _ns]))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
+from pathlib import Path
 
 
 def square(x: int) -> int:
@@ -38,6 +40,44 @@ def boom(message: str) -> None:
     raise ValueError(message)
 
 
-def nap(seconds: float) -> float:
-    time.sleep(seconds)
-    return seconds
+# --- calls held until the test releases them (see children_worker_probe.py) ------------------------
+
+
+def held(folder: str, patience: float = 60.0) -> str:
+    """Block until the test releases this call; return its token.
+
+    Leaves `started-<token>` in `folder`, then waits (sleeping) until `folder/release` (every
+    call) or `folder/release-<token>` (this one) exists. Raises TimeoutError after `patience`
+    seconds, so a call nobody releases fails instead of holding a thread forever.
+    """
+    token = _start(folder)
+    deadline = time.monotonic() + patience
+    while not _released(folder, token):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"call {token} was not released within {patience:g} s")
+        time.sleep(0.002)
+    return token
+
+
+def burn_until_released(folder: str, patience: float = 60.0) -> str:
+    """Like `held`, but burns CPU (pure Python, holding the GIL) while it waits; returns its token."""
+    token = _start(folder)
+    deadline = time.monotonic() + patience
+    total = i = 0
+    while not _released(folder, token):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"call {token} was not released within {patience:g} s")
+        for _ in range(20_000):
+            total += i * i
+            i += 1
+    return token
+
+
+def _start(folder: str) -> str:
+    token = uuid.uuid4().hex
+    (Path(folder) / f"started-{token}").touch()
+    return token
+
+
+def _released(folder: str, token: str) -> bool:
+    return (Path(folder) / "release").exists() or (Path(folder) / f"release-{token}").exists()

@@ -1,53 +1,54 @@
-"""`LoopProbe`: measures how late the event loop wakes a task that sleeps 1 ms again and again."""
+"""The test's side of `children_worker_fns.held` calls: see which started, release them, prove the loop was free.
+
+A held call waits until the test releases it. `release_after_turns` releases each call only
+after this coroutine has taken a number of turns of the event loop *while the call was held*:
+if the call blocked the loop, no turn could be taken, nobody would release it, and the call
+would give up (TimeoutError). So a call that returns shows the loop stayed free, however fast
+or slow the machine is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+
+DEADLINE_S = 60.0  # only a failing test waits this long
 
 
-class LoopProbe:
-    """Run as `async with LoopProbe() as probe:`; `probe.worst_ms` is the largest lateness seen.
+def started(folder: Path) -> set[str]:
+    """Tokens of the held calls that have started in `folder`."""
+    return {p.name[len("started-"):] for p in Path(folder).glob("started-*")}
 
-    Lateness is how much longer than 1 ms each `asyncio.sleep(0.001)` took: a loop blocked by
-    synchronous work shows up as one long sleep.
+
+def release(folder: Path, token: str | None = None) -> None:
+    """Release one held call (by token), or every call, past and future, of `folder`."""
+    (Path(folder) / ("release" if token is None else f"release-{token}")).touch()
+
+
+async def until_started(folder: Path, count: int) -> set[str]:
+    """Wait until `count` held calls have started in `folder`; return their tokens."""
+    deadline = time.monotonic() + DEADLINE_S
+    while len(tokens := started(folder)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} held calls started within {DEADLINE_S:g} s"
+        await asyncio.sleep(0.002)
+    return tokens
+
+
+async def release_after_turns(folder: Path, calls: int, turns: int = 50) -> list[str]:
+    """Release `calls` held calls one after another, each after `turns` loop turns taken while it was held.
+
+    Returns the tokens in the order they were released.
     """
-
-    def __init__(self, interval: float = 0.001) -> None:
-        self.interval = interval
-        self.worst_ms = 0.0
-        self.wakeups = 0
-        self.seconds = 0.0  # how long the probe ran
-        self._started = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(self.interval)
-            late = (time.perf_counter() - before - self.interval) * 1000
-            self.worst_ms = max(self.worst_ms, late)
-            self.wakeups += 1
-
-    async def __aenter__(self) -> LoopProbe:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        await asyncio.sleep(0)  # started before the measured work
-        self._started = time.perf_counter()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self.seconds = time.perf_counter() - self._started
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-
-    def half_a_call_ms(self, calls: int) -> float:
-        """Half the average length of `calls` calls made one after another while the probe ran.
-
-        A loop blocked by such a call would stall for a whole call; staying under half of one
-        proves it was not, however slow a busy machine makes the calls.
-        """
-        return self.seconds * 1000 / calls / 2
+    released: list[str] = []
+    while len(released) < calls:
+        new = started(folder) - set(released)
+        if not new:
+            await until_started(folder, len(released) + 1)
+            continue
+        for token in sorted(new):
+            for _ in range(turns):
+                await asyncio.sleep(0.001)  # one turn of the loop while the call is held
+            release(folder, token)
+            released.append(token)
+    return released

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import sdjobs_nb as sj
 
@@ -49,7 +53,11 @@ class InterruptSelf(sj.Job):
 
 @dataclass
 class Steps(sj.Job):
-    """Counts to `total`, checking for interruption and checkpointing every `every` steps."""
+    """Counts to `total`, checking for interruption and checkpointing every `every` steps.
+
+    With a `gate` file it takes step i only once the gate holds a number >= i (see `open_gate`),
+    checking for interruption while it waits: the test decides how far it gets.
+    """
 
     NAME = "test_steps"
     total: int
@@ -57,10 +65,14 @@ class Steps(sj.Job):
     delay: float = 0.001
     done: int = 0
     seen: list[int] = field(default_factory=list)
+    gate: str = ""
 
     async def run(self, ctx: sj.JobContext) -> int:
         while self.done < self.total:
             await ctx.check_interrupted()
+            if self.gate and self.done >= gate_value(self.gate):
+                await asyncio.sleep(GATE_POLL_S)
+                continue
             await asyncio.sleep(self.delay)
             self.done += 1
             ctx.report_count_progress(self.done, self.total)
@@ -71,15 +83,23 @@ class Steps(sj.Job):
 
 @dataclass
 class Stubborn(sj.Job):
-    """Never checks for interruption; checkpoints every `every` steps."""
+    """Never checks for interruption; checkpoints every `every` steps.
+
+    With a `gate` file it takes step i only once the gate holds a number >= i, and waits there
+    without checking for interruption either: only the grace period's force stops it.
+    """
 
     NAME = "test_stubborn"
     total: int
     every: int = 5
     done: int = 0
+    gate: str = ""
 
     async def run(self, ctx: sj.JobContext) -> int:
         while self.done < self.total:
+            if self.gate and self.done >= gate_value(self.gate):
+                await asyncio.sleep(GATE_POLL_S)
+                continue
             await asyncio.sleep(0.01)
             self.done += 1
             if self.done % self.every == 0:
@@ -89,13 +109,19 @@ class Stubborn(sj.Job):
 
 @dataclass
 class Once(sj.Job):
+    """Not resumable; with a `gate` file it takes step i only once the gate holds a number >= i."""
+
     NAME = "test_not_resumable"
     IS_RESUMABLE = False
     total: int = 1000
+    gate: str = ""
 
     async def run(self, ctx: sj.JobContext) -> int:
         for i in range(self.total):
             await ctx.check_interrupted()
+            while self.gate and i >= gate_value(self.gate):
+                await ctx.check_interrupted()
+                await asyncio.sleep(GATE_POLL_S)
             await asyncio.sleep(0.005)
         return self.total
 
@@ -153,3 +179,29 @@ def gate_value(path: str) -> int:
             return int(f.read() or 0)
     except (OSError, ValueError):
         return 0
+
+
+GATE_POLL_S = 0.005  # how often a job waiting at a gate looks at it again
+
+
+def steps_done(handle: sj.JobHandle) -> float:
+    """The count a job last reported, as its live progress shows it (0 before its first report)."""
+    progress = handle.current_progress
+    return 0 if progress is None or progress.current is None else progress.current
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll `predicate()` (a plain or an async function) every 5 ms until it is true.
+
+    It waits for a condition, not for time: `timeout` only ends a test that is failing.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(GATE_POLL_S)

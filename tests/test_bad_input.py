@@ -28,6 +28,7 @@ import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob, expected_outcome  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
 from _workers.util import counts, decode, integrity, rows, quiet_dead_tasks, within, write  # noqa: E402, F401
+from jobs_for_tests import gate_value, open_gate, steps_done, until  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -149,15 +150,18 @@ async def test_ill_typed_instance_is_refused_or_resumable(tmp_path: Path) -> Non
     Either `dispatch` refuses it (`InvalidJobData` naming the field), or the job pauses and resumes
     like any other; what must not happen is a job accepted now and `BrokenJob` at resume.
     """
-    library = tmp_path / "library"
+    library, gate = tmp_path / "library", str(tmp_path / "gate")
+    open_gate(gate, 7)
     async with sj.JobManager.open(library) as manager:
         try:
-            handle = await manager.dispatch(CheckpointJob(n=300.0, k=5, delay=0.002))  # type: ignore[arg-type]
+            handle = await manager.dispatch(CheckpointJob(n=300.0, k=5, gate=gate))  # type: ignore[arg-type]
         except sj.InvalidJobData as e:
             assert "'n'" in str(e)
             return
-        await asyncio.sleep(0.05)
+        await until(lambda: steps_done(handle) == 7, what="7 items done")  # paused mid-run, past a checkpoint
         await handle.pause()
+        assert (await manager.saved_state(handle.id))["i"] == 7
+        open_gate(gate, 300)
         await handle.resume()
         assert await within(handle.wait()) == expected_outcome("rel_ckpt", {"n": 300})[1]
 
@@ -257,12 +261,20 @@ CORRUPT_DATA = [
 
 
 async def _library_with_interrupted_and_queued(library: Path) -> tuple[list[str], list[str]]:
-    """Close a manager with 3 running jobs (paused 'interrupted') and 2 queued ones."""
+    """Close a manager with 3 running jobs (paused 'interrupted' after 5 items) and 2 queued ones.
+
+    Every job waits at the gate file beside the library, which is then opened all the way, so
+    the jobs of a later manager run to the end.
+    """
+    gate = str(library.parent / "gate")
+    open_gate(gate, 5)
     async with sj.JobManager.open(library, max_concurrent=3) as manager:
         await _seed(manager)
-        running = [await manager.dispatch(CheckpointJob(n=60, k=4, salt=s, delay=0.01)) for s in range(3)]
-        queued = [await manager.dispatch(CheckpointJob(n=8, k=4, salt=10 + s)) for s in range(2)]
-        await asyncio.sleep(0.1)
+        running = [await manager.dispatch(CheckpointJob(n=60, k=4, salt=s, gate=gate)) for s in range(3)]
+        queued = [await manager.dispatch(CheckpointJob(n=8, k=4, salt=10 + s, gate=gate)) for s in range(2)]
+        await until(lambda: all(steps_done(h) == 5 for h in running), what="the running jobs at their gate")
+    assert rows(library, "SELECT status FROM jobs WHERE id IN (?, ?)", tuple(h.id for h in queued)) == [("queued",)] * 2
+    open_gate(gate, 60)
     return [h.id for h in running], [h.id for h in queued]
 
 
@@ -310,12 +322,21 @@ async def test_corrupt_stored_column_only_affects_that_job(tmp_path: Path, colum
     """A damaged progress/metrics/context value of one job must not make the library unopenable."""
     library = tmp_path / "library"
     running, queued = await _library_with_interrupted_and_queued(library)
-    write(library, f"UPDATE jobs SET {column}=? WHERE id=?", (value, running[0]))
+    damaged = running[0]
+    write(library, f"UPDATE jobs SET {column}=? WHERE id=?", (value, damaged))
+    fields = {job_id: decode(data) for job_id, data in rows(library, "SELECT id, data FROM jobs")}
 
     async with sj.JobManager.open(library) as manager:
-        await manager.resume_interrupted()
-        for job_id in running[1:] + queued:
-            await within(manager.get(job_id).wait())
+        resumed = {h.id for h in await manager.resume_interrupted()}
+        assert set(running[1:]) <= resumed
+        for job_id in running[1:] + queued:  # every other job finishes as if nothing had happened
+            assert await within(manager.get(job_id).wait()) == expected_outcome("rel_ckpt", fields[job_id])[1]
+        record = await manager.record(damaged)  # still readable
+        if damaged in manager.broken():  # set aside, kept as it was
+            assert damaged not in resumed and record.status is sj.JobStatus.PAUSED
+        else:  # or resumed, to the right result
+            assert await within(manager.get(damaged).wait()) == expected_outcome("rel_ckpt", fields[damaged])[1]
+    assert integrity(library) == "ok"
     tally("corrupt_stored_column", column=column)
 
 
@@ -429,18 +450,23 @@ PROGRESS_CASES = [
 
 @dataclasses.dataclass
 class ReportsProgress(sj.Job):
+    """Makes report i only once the `gate` file (if any) holds a number >= i (the test opens it once
+    the ticker has published the report before)."""
+
     NAME = "rel_reports_progress"
 
     reports: list = dataclasses.field(default_factory=list)
+    gate: str = ""
 
     async def run(self, ctx: sj.JobContext) -> None:
         report = {"count": ctx.report_count_progress, "bytes": ctx.report_bytes_progress}
-        for kind, a, b in self.reports:
+        for i, (kind, a, b) in enumerate(self.reports, 1):
+            while self.gate and gate_value(self.gate) < i:
+                await asyncio.sleep(0.005)
             if kind == "percentage":
                 ctx.report_percentage_progress(a)
             else:
                 report[kind](a, b)
-            await asyncio.sleep(0.25)  # let the 10 Hz ticker take a snapshot of each report
 
 
 def _sane(p: sj.Progress) -> None:
@@ -455,9 +481,9 @@ def _sane(p: sj.Progress) -> None:
 
 @pytest.mark.parametrize(("reports", "final"), PROGRESS_CASES)
 async def test_progress_out_of_range_is_clamped_or_ignored(tmp_path: Path, reports: list, final: tuple) -> None:
-    library = tmp_path / "library"
+    library, gate = tmp_path / "library", str(tmp_path / "gate")
     async with sj.JobManager.open(library) as manager:
-        handle = await manager.dispatch(ReportsProgress(reports=[list(r) for r in reports]))
+        handle = await manager.dispatch(ReportsProgress(reports=[list(r) for r in reports], gate=gate))
         seen: list[sj.Progress] = []
 
         async def watch() -> None:
@@ -465,8 +491,13 @@ async def test_progress_out_of_range_is_clamped_or_ignored(tmp_path: Path, repor
                 seen.append(p)
 
         watcher = asyncio.create_task(watch())
+        for i in range(1, len(reports)):  # the ticker takes a snapshot of each report before the next is made
+            before = handle.current_progress
+            open_gate(gate, i)
+            await until(lambda: handle.current_progress is not before, what=f"a snapshot of report {i}")
+        open_gate(gate, len(reports))
         await within(handle.wait())
-        await asyncio.wait_for(watcher, 5)
+        await within(watcher)
         stored = (await manager.record(handle.id)).progress
     assert seen, "no progress was published"
     for p in [*seen, stored]:
@@ -479,9 +510,12 @@ async def test_progress_out_of_range_is_clamped_or_ignored(tmp_path: Path, repor
 
 @dataclasses.dataclass
 class ReportsStructured(sj.Job):
+    """Makes a bad structured report, then a good one, and returns once the `gate` file (if any) holds 1."""
+
     NAME = "rel_reports_structured"
 
     case: str = "huge"
+    gate: str = ""
 
     async def run(self, ctx: sj.JobContext) -> str:
         bad: dict[str, Any] = {
@@ -495,15 +529,20 @@ class ReportsStructured(sj.Job):
         except ValueError as e:
             caught = str(e)
         ctx.report_structured_progress("loading", {"files": 3})
-        await asyncio.sleep(0.25)
+        while self.gate and gate_value(self.gate) < 1:
+            await asyncio.sleep(0.005)
         return caught
 
 
 @pytest.mark.parametrize("case", ["huge", "not-json", "deep-huge"])
 async def test_bad_structured_progress_raises_and_the_job_goes_on(tmp_path: Path, case: str) -> None:
-    library = tmp_path / "library"
+    library, gate = tmp_path / "library", str(tmp_path / "gate")
     async with sj.JobManager.open(library) as manager:
-        handle = await manager.dispatch(ReportsStructured(case=case))
+        handle = await manager.dispatch(ReportsStructured(case=case, gate=gate))
+        # the ticker publishes the good report while the job still runs
+        await until(lambda: handle.current_progress is not None, what="a progress snapshot")
+        assert (handle.current_progress.phase, handle.current_progress.data) == ("loading", {"files": 3})
+        open_gate(gate, 1)
         caught = await within(handle.wait())
         assert caught, "report_structured_progress accepted bad data"
         record = await manager.record(handle.id)

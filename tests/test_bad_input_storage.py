@@ -10,7 +10,6 @@ it, not the library's own. File size limit: a worker process under `RLIMIT_FSIZE
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import json
 import os
@@ -27,9 +26,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sdjobs_nb as sj  # noqa: E402
-from _workers.jobs import BigJob, CheckpointJob, expected_outcome, item_value  # noqa: E402
+from _workers.jobs import REFUSED, BigJob, CheckpointJob, expected_outcome  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
 from _workers.util import Worker, counts, integrity, rows, terminal_snapshot, quiet_dead_tasks, within  # noqa: E402, F401
+from jobs_for_tests import open_gate, steps_done, until  # noqa: E402
 
 NOBODY = 65534
 
@@ -173,34 +173,6 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-@dataclasses.dataclass
-class RetryingCheckpointJob(sj.Job):
-    """Checkpoints after every item and, when a checkpoint fails, waits and tries again."""
-
-    NAME = "rel_retry_checkpoint"
-
-    n: int
-    salt: int = 0
-    i: int = 0
-    acc: int = 0
-
-    async def run(self, ctx: sj.JobContext) -> list:
-        errors: list[str] = []
-        while self.i < self.n:
-            await ctx.check_interrupted()
-            await asyncio.sleep(0.005)
-            self.acc += item_value(self.salt, self.i)
-            self.i += 1
-            while True:
-                try:
-                    await ctx.checkpoint()
-                    break
-                except Exception as e:  # noqa: BLE001 - the disk is full; try again later
-                    errors.append(f"{type(e).__name__}: {e}")
-                    await asyncio.sleep(0.05)
-        return [self.acc, errors[:1]]
-
-
 async def _seeded(manager: sj.JobManager) -> None:
     for salt in range(3):
         await within((await manager.dispatch(CheckpointJob(n=6, k=2, salt=salt))).wait())
@@ -229,17 +201,24 @@ async def test_full_disk_at_dispatch(small_disk: Path) -> None:
     assert isinstance(error, sj.LibraryError) and "full" in str(error).lower(), f"unclear error: {error!r}"
 
 
+def _gate_beside(disk: Path) -> str:
+    """A gate file (`jobs_for_tests.open_gate`) off the small disk, so the test can open it when the disk is full."""
+    return str(disk.parent / "gate")
+
+
 async def test_full_disk_during_checkpoint_loses_nothing(small_disk: Path) -> None:
-    library = small_disk / "library"
+    library, gate = small_disk / "library", _gate_beside(small_disk)
+    open_gate(gate, 5)
     manager = await sj.JobManager.open(library, grace_period=1.0)
     await _seeded(manager)
     finished = terminal_snapshot(library)
-    handle = await manager.dispatch(CheckpointJob(n=400, k=1, delay=0.005))
-    await asyncio.sleep(0.2)
+    handle = await manager.dispatch(CheckpointJob(n=400, k=1, gate=gate))
+    await until(lambda: steps_done(handle) == 5, what="5 items checkpointed")
     filler = fill(small_disk)
+    open_gate(gate, 400)  # the next checkpoint meets the full disk
     outcome: BaseException | None = None
     try:
-        await within(handle.wait(), 5)
+        await within(handle.wait(), 30)
     except asyncio.TimeoutError:
         outcome = None
     except Exception as e:  # noqa: BLE001 - the job may fail with the disk-full error
@@ -261,18 +240,21 @@ async def test_full_disk_during_checkpoint_loses_nothing(small_disk: Path) -> No
 
 
 async def test_job_that_retries_survives_a_full_disk(small_disk: Path) -> None:
-    library = small_disk / "library"
+    library, gate = small_disk / "library", _gate_beside(small_disk)
+    open_gate(gate, 5)
     async with sj.JobManager.open(library) as manager:
         await _seeded(manager)
         finished = terminal_snapshot(library)
-        handle = await manager.dispatch(RetryingCheckpointJob(n=60))
-        await asyncio.sleep(0.15)
+        # checkpoints after every item and, when a checkpoint fails, waits and tries again
+        handle = await manager.dispatch(CheckpointJob(n=60, k=1, gate=gate, retry=True))
+        await until(lambda: steps_done(handle) == 5, what="5 items checkpointed")
         filler = fill(small_disk)
-        await asyncio.sleep(0.5)
+        open_gate(gate, 60)
+        await until(lambda: REFUSED.get(handle.id), what="a checkpoint refused by the full disk")
         filler.unlink()
-        result, errors = await within(handle.wait())
+        result = await within(handle.wait())
         assert result == expected_outcome("rel_ckpt", {"n": 60})[1]
-        assert errors, "the disk never filled up during the job"
+        assert REFUSED[handle.id], "the disk never filled up during the job"
     assert terminal_snapshot(library).items() >= finished.items()
     assert integrity(library) == "ok"
     tally("full_disk_retrying_job")
@@ -294,7 +276,7 @@ def test_file_size_limit_refuses_writes_and_loses_nothing(tmp_path: Path) -> Non
     worker = Worker("fsize", library, stderr_path=tmp_path / "worker.err")
     lines = []
     while not lines or lines[-1] != "closed":
-        lines.append(worker.expect("", timeout=30))
+        lines.append(worker.expect("", timeout=60))  # longer than the worker takes to call a write hung
     assert worker.wait() == 0
     dispatched = [line.split()[1] for line in lines if line.startswith("id ")]
     hung = [line.split()[1] for line in lines if line.startswith("hung ")]

@@ -1,41 +1,57 @@
-"""Pause, resume, cancel, checkpoints, priority, dedup, versions (issue 3)."""
+"""Pause, resume, cancel, checkpoints, priority, dedup, versions (issue 3).
+
+Jobs that must still be running when the test acts wait at a gate file (`Steps.gate`,
+`jobs_for_tests.open_gate`): the test decides how far they get, never the machine's speed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 import sdjobs_nb as sj
-from jobs_for_tests import ORDER, Add, Once, Recorder, Steps, Stubborn
+from jobs_for_tests import ORDER, Add, Once, Recorder, Steps, Stubborn, open_gate, steps_done, until
 from support import db_rows
-from test_lifecycle import _until
 
 S = sj.JobStatus
 
 
 async def _running(handle):
-    await _until(lambda: handle.current_status is S.RUNNING)
+    await until(lambda: handle.current_status is S.RUNNING)
+
+
+async def _at_step(handle, step: int) -> None:
+    """Wait until a gated job has reported `step` (it waits at its gate there)."""
+    await until(lambda: steps_done(handle) == step, what=f"step {step}")
+
+
+def _gate(library: Path, name: str = "gate") -> str:
+    """A gate file beside the library; closed (0) until the test opens it."""
+    return str(library.parent / name)
 
 
 async def test_pause_saves_state_before_reporting_paused(manager, library):
-    handle = await manager.dispatch(Steps(total=100_000, every=1_000_000))
-    await _running(handle)
-    await asyncio.sleep(0.1)
+    gate = _gate(library)
+    open_gate(gate, 3)
+    handle = await manager.dispatch(Steps(total=100, every=1_000_000, gate=gate))
+    await _at_step(handle, 3)
     await handle.pause()
     assert handle.current_status is S.PAUSED
     data = db_rows(library, "SELECT data, status FROM jobs WHERE id=?", (handle.id,))[0]
     assert data[1] == "paused"
     job = sj.registry.create("test_steps", 1, data[0])
-    assert job.done > 0  # saved at the interruption point although it never checkpointed
+    assert job.done == 3  # saved at the interruption point although it never checkpointed
+    assert db_rows(library, "SELECT count(*) FROM job_checkpoints WHERE job_id=?", (handle.id,)) == [(0,)]
 
 
-async def test_resume_continues_from_saved_state_and_reports_running_only_when_running(manager):
-    handle = await manager.dispatch(Steps(total=300))
-    await _running(handle)
-    await asyncio.sleep(0.05)
+async def test_resume_continues_from_saved_state_and_reports_running_only_when_running(manager, library):
+    gate = _gate(library)
+    open_gate(gate, 5)
+    handle = await manager.dispatch(Steps(total=300, gate=gate))
+    await _at_step(handle, 5)
     await handle.pause()
     paused_at = (await manager.record(handle.id)).progress.current
     seen = []
@@ -46,21 +62,26 @@ async def test_resume_continues_from_saved_state_and_reports_running_only_when_r
 
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0)
+    open_gate(gate, 300)
     await handle.resume()
     assert await handle.wait() == 300
     await watcher
     assert seen == [S.PAUSED, S.QUEUED, S.RUNNING, S.COMPLETED]
-    assert paused_at > 0
+    assert paused_at == 5
 
 
 async def test_pause_of_a_queued_job_keeps_it_out_of_the_queue(library):
+    gate = _gate(library)
     async with sj.JobManager.open(library, max_concurrent=1) as m:
-        first = await m.dispatch(Steps(total=40))
+        first = await m.dispatch(Steps(total=40, gate=gate))  # holds the only slot until the gate opens
         second = await m.dispatch(Add(1, 2))
         await second.pause()
+        third = await m.dispatch(Add(3, 4))  # queued behind `second`
+        open_gate(gate, 40)
         assert await first.wait() == 40
-        await asyncio.sleep(0.05)
-        assert second.current_status is S.PAUSED
+        assert await third.wait() == 7  # the queue moved on past `second`...
+        assert second.current_status is S.PAUSED  # ...which never ran
+        assert db_rows(library, "SELECT started_at FROM jobs WHERE id=?", (second.id,)) == [(None,)]
         await second.resume()
         assert await second.wait() == 3
 
@@ -68,7 +89,7 @@ async def test_pause_of_a_queued_job_keeps_it_out_of_the_queue(library):
 @pytest.mark.parametrize("state", ["queued", "running", "paused"])
 async def test_cancel_from_each_unfinished_state(library, state):
     async with sj.JobManager.open(library, max_concurrent=1) as m:
-        blocker = await m.dispatch(Steps(total=100_000))
+        blocker = await m.dispatch(Steps(total=10, gate=_gate(library)))  # held at a closed gate
         handle = blocker if state != "queued" else await m.dispatch(Add(1))
         await _running(blocker)
         if state == "paused":
@@ -92,28 +113,33 @@ async def test_refused_transitions_change_nothing(manager, library):
     assert db_rows(library, "SELECT status FROM jobs") == [("completed",)]
 
 
-async def test_not_resumable_job_cannot_be_paused_or_resumed(manager):
-    handle = await manager.dispatch(Once())
+async def test_not_resumable_job_cannot_be_paused_or_resumed(manager, library):
+    handle = await manager.dispatch(Once(gate=_gate(library)))  # held at a closed gate
     await _running(handle)
     with pytest.raises(sj.NotResumable, match="IS_RESUMABLE"):
         await handle.pause()
+    assert handle.current_status is S.RUNNING  # the refused pause changed nothing
     await handle.cancel()
+    assert handle.current_status is S.CANCELLED
 
 
 async def test_job_ignoring_interruption_is_forced_and_resumes_from_last_checkpoint(library):
+    gate = _gate(library)
+    open_gate(gate, 7)  # 7 steps (a checkpoint at 5), then a wait that never checks for interruption
     async with sj.JobManager.open(library, grace_period=0.3) as m:
-        handle = await m.dispatch(Stubborn(total=1000, every=5))
-        await _until(lambda: (handle.current_progress is not None) or True)
-        await asyncio.sleep(0.3)
-        await handle.pause()
+        handle = await m.dispatch(Stubborn(total=100, every=5, gate=gate))
+        await until(lambda: db_rows(library, "SELECT count FROM job_checkpoints WHERE job_id=?", (handle.id,)) == [(1,)],
+                    what="the first checkpoint")
+        await handle.pause()  # returns only by forcing the job: it can never reach a check
         assert handle.current_status is S.PAUSED
         (blob,) = db_rows(library, "SELECT data FROM jobs WHERE id=?", (handle.id,))[0]
         saved = sj.registry.create("test_stubborn", 1, blob)
         (checkpoint,) = db_rows(library, "SELECT data FROM job_checkpoints WHERE job_id=?", (handle.id,))[0]
-        assert saved.done % 5 == 0 and saved.done > 0  # the last checkpoint, not the in-memory state
+        assert saved.done == 5  # the last checkpoint, not the in-memory state (up to 7 steps)
         assert blob == checkpoint
+        open_gate(gate, 100)
         await handle.resume()
-        assert await handle.wait() == 1000
+        assert await handle.wait() == 100
 
 
 async def test_fifty_jobs_twenty_pause_resume_cycles_each(library):
@@ -136,13 +162,15 @@ async def test_fifty_jobs_twenty_pause_resume_cycles_each(library):
 
 async def test_priority_then_first_come_first_served(library):
     ORDER.clear()
+    gate = _gate(library)
     async with sj.JobManager.open(library, max_concurrent=1) as m:
-        blocker = await m.dispatch(Steps(total=20))
+        blocker = await m.dispatch(Steps(total=20, gate=gate))  # holds the only slot until all are queued
         low = await m.dispatch(Recorder("low"), priority=sj.Priority.LOW)
         n1 = await m.dispatch(Recorder("normal-1"))
         high = await m.dispatch(Recorder("high"), priority=sj.Priority.HIGH)
         n2 = await m.dispatch(Recorder("normal-2"))
         crit = await m.dispatch(Recorder("critical"), priority=sj.Priority.CRITICAL)
+        open_gate(gate, 20)
         for h in (blocker, low, n1, high, n2, crit):
             await h.wait()
     assert ORDER == ["critical", "high", "normal-1", "normal-2", "low"]
@@ -150,6 +178,7 @@ async def test_priority_then_first_come_first_served(library):
 
 async def test_max_concurrent_is_respected(library):
     running = {"now": 0, "max": 0}
+    go = asyncio.Event()
 
     @dataclass
     class Probe(sj.Job):
@@ -158,17 +187,21 @@ async def test_max_concurrent_is_respected(library):
         async def run(self, ctx):
             running["now"] += 1
             running["max"] = max(running["max"], running["now"])
-            await asyncio.sleep(0.01)
+            await go.wait()  # every probe runs until the test lets them all go
             running["now"] -= 1
 
     async with sj.JobManager.open(library, max_concurrent=3) as m:
         handles = [await m.dispatch(Probe()) for _ in range(12)]
+        await until(lambda: running["now"] == 3, what="three probes running")
+        assert sum(h.current_status is S.RUNNING for h in handles) == 3
+        assert sum(h.current_status is S.QUEUED for h in handles) == 9
+        go.set()
         await asyncio.gather(*(h.wait() for h in handles))
     assert running["max"] == 3
 
 
 async def test_dedup_key_returns_the_unfinished_job(manager, library):
-    first = await manager.dispatch(Steps(total=100_000), dedup_key="scan:1")
+    first = await manager.dispatch(Steps(total=10, gate=_gate(library)), dedup_key="scan:1")  # held: unfinished
     again = await manager.dispatch(Steps(total=5), dedup_key="scan:1")
     assert again.id == first.id
     assert db_rows(library, "SELECT count(*) FROM jobs") == [(1,)]
@@ -179,7 +212,7 @@ async def test_dedup_key_returns_the_unfinished_job(manager, library):
 
 async def test_dedup_survives_reopen(library):
     async with sj.JobManager.open(library) as m:
-        first = await m.dispatch(Steps(total=100_000), dedup_key="k")
+        first = await m.dispatch(Steps(total=10, gate=_gate(library)), dedup_key="k")  # held: unfinished
         await _running(first)
     async with sj.JobManager.open(library) as m:
         again = await m.dispatch(Add(1), dedup_key="k")
@@ -196,21 +229,15 @@ async def test_checkpoint_writes_state_and_checkpoint_row_together(manager, libr
 
 async def test_version_mismatch_on_resume_leaves_the_record_untouched(library):
     @dataclass
-    class Evolving(sj.Job):
+    class Evolving(Steps):  # counts like `Steps`, under a name of its own
         NAME = "test_evolving"
         total: int = 100_000
-        done: int = 0
 
-        async def run(self, ctx):
-            while self.done < self.total:
-                await ctx.check_interrupted()
-                self.done += 1
-                await asyncio.sleep(0.001)
-            return self.done
-
+    gate = _gate(library)
+    open_gate(gate, 3)
     async with sj.JobManager.open(library) as m:
-        handle = await m.dispatch(Evolving())
-        await _running(handle)
+        handle = await m.dispatch(Evolving(gate=gate))
+        await _at_step(handle, 3)
         await handle.pause()
     before = db_rows(library, "SELECT * FROM jobs")
 
@@ -246,7 +273,7 @@ async def test_version_mismatch_on_resume_leaves_the_record_untouched(library):
 
     async with sj.JobManager.open(library) as m:
         await m.resume(handle.id)
-        assert (await m.get(handle.id).wait())[0] == "migrated"
+        assert await m.get(handle.id).wait() == ("migrated", 3)
 
 
 async def test_unknown_stored_name_is_listed_and_untouched(library):
@@ -258,7 +285,7 @@ async def test_unknown_stored_name_is_listed_and_untouched(library):
             return 1
 
     async with sj.JobManager.open(library, max_concurrent=1) as m:
-        blocker = await m.dispatch(Steps(total=100_000))
+        blocker = await m.dispatch(Steps(total=10, gate=_gate(library)))  # held at a closed gate
         queued = await m.dispatch(Vanishing())
         await _running(blocker)
     sj.registry.unregister("test_vanishing")
@@ -281,11 +308,15 @@ async def test_second_open_in_the_owner_gets_it_and_a_view_is_read_only(library)
 
 
 async def test_resume_interrupted_takes_only_crash_and_close_pauses(library):
+    gate = _gate(library)
     async with sj.JobManager.open(library) as m:
-        by_user = await m.dispatch(Steps(total=100_000))
-        by_close = await m.dispatch(Steps(total=50))
+        by_user = await m.dispatch(Steps(total=50, gate=gate))  # both held at a closed gate
+        by_close = await m.dispatch(Steps(total=50, gate=gate))
         await _running(by_user)
+        await _running(by_close)
         await by_user.pause()
+    assert dict(db_rows(library, "SELECT id, pause_reason FROM jobs")) == {by_user.id: "user", by_close.id: "interrupted"}
+    open_gate(gate, 50)
     async with sj.JobManager.open(library, resume=True) as m:
         assert await m.get(by_close.id).wait() == 50
         assert m.get(by_user.id).current_status is S.PAUSED
@@ -311,7 +342,7 @@ async def test_queued_job_of_a_class_defined_after_open_starts_then(library):
 
     Late = define()
     async with sj.JobManager.open(library, max_concurrent=1) as m:
-        blocker = await m.dispatch(Steps(total=100_000))
+        blocker = await m.dispatch(Steps(total=10, gate=_gate(library)))  # held at a closed gate
         queued = await m.dispatch(Late())
         await _running(blocker)
     sj.registry.unregister("test_defined_late")
@@ -322,12 +353,13 @@ async def test_queued_job_of_a_class_defined_after_open_starts_then(library):
         assert queued.id not in m.broken()
 
 
-async def test_saved_state_shows_what_a_resume_starts_from(manager):
-    handle = await manager.dispatch(Steps(total=100_000, every=10**9))
-    await _running(handle)
-    await asyncio.sleep(0.05)
+async def test_saved_state_shows_what_a_resume_starts_from(manager, library):
+    gate = _gate(library)
+    open_gate(gate, 4)
+    handle = await manager.dispatch(Steps(total=100_000, every=10**9, gate=gate))
+    await _at_step(handle, 4)
     await handle.pause()
     state = await manager.saved_state(handle.id)
-    assert state["total"] == 100_000 and state["done"] > 0
+    assert state["total"] == 100_000 and state["done"] == 4
     with pytest.raises(sj.JobNotFound):
         await manager.saved_state("nope")

@@ -3,7 +3,9 @@
 The job appends `<id> <item>` to a side file after processing each item and checkpoints every
 K items, so the side file shows exactly which items ran twice: only those after the last
 checkpoint that reached jobs.db (at most K: K-1 after it, plus the K-th when the kill lands
-between that item's line and its checkpoint's commit).
+between that item's line and its checkpoint's commit). It processes only as many items as the
+test opens its gate file for (`CheckpointJob.gate`), so the kill lands where the test chose,
+however fast the machine is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob, ParentJob, expected_outcome  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
 from _workers.util import Worker, decode, integrity, rows, side_lines, wait_for, within, write  # noqa: E402
+from jobs_for_tests import open_gate, steps_done, until  # noqa: E402
 
 N, K, DELAY = 40, 5, 0.01
 #: side-file lengths at which the worker is killed: first item, around checkpoints, late
@@ -39,9 +42,13 @@ def uninterrupted_result(tmp_path: Path) -> int:
     return _uninterrupted["result"]
 
 
-def start_and_kill(library: Path, side: Path, kill_at: int, stderr: Path) -> tuple[str, int]:
-    """Start the worker, SIGKILL it once `kill_at` items are in the side file; return (id, lines)."""
-    worker = Worker("counted", library, N, K, side, DELAY, stderr_path=stderr)
+def start_and_kill(library: Path, side: Path, gate: Path, kill_at: int, stderr: Path) -> tuple[str, int]:
+    """Start the worker with its gate open for `kill_at` items, SIGKILL it once they are in the side file.
+
+    Returns (job id, side-file lines).
+    """
+    open_gate(str(gate), kill_at)
+    worker = Worker("counted", library, N, K, side, DELAY, gate, stderr_path=stderr)
     try:
         job_id = worker.expect("id")
         wait_for(lambda: len(side_lines(side)) >= kill_at, 30, what=f"{kill_at} items processed")
@@ -70,15 +77,16 @@ async def resume_in_this_process(library: Path, job_id: str) -> int:
 
 @pytest.mark.parametrize("kill_at", KILL_POINTS)
 def test_sigkill_mid_run_resumes_from_last_checkpoint(tmp_path: Path, kill_at: int) -> None:
-    library, side = tmp_path / "library", tmp_path / "side.txt"
-    job_id, done_before = start_and_kill(library, side, kill_at, tmp_path / "worker.err")
-    assert done_before < N, "the worker finished before it was killed; the kill point is too late"
+    library, side, gate = tmp_path / "library", tmp_path / "side.txt", tmp_path / "gate"
+    job_id, done_before = start_and_kill(library, side, gate, kill_at, tmp_path / "worker.err")
+    assert done_before == kill_at < N  # the gate let it go no further
 
     assert integrity(library) == "ok"
     status, checkpointed = saved_item(library, job_id)
     assert status == "running"  # what the dead process left behind
-    assert checkpointed % K == 0 and checkpointed <= done_before
+    assert checkpointed % K == 0 and kill_at - K <= checkpointed <= done_before
 
+    open_gate(str(gate), N)
     result = asyncio.run(resume_in_this_process(library, job_id))
 
     assert result == uninterrupted_result(tmp_path) == expected_outcome("rel_ckpt", {"n": N})[1]
@@ -97,10 +105,11 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(tmp_path: Path, kill_at: i
 
 def test_killed_twice_then_resumed(tmp_path: Path) -> None:
     """Kill the first run, then kill the process that resumed it; a third process finishes the job."""
-    library, side = tmp_path / "library", tmp_path / "side.txt"
-    job_id, first = start_and_kill(library, side, 12, tmp_path / "worker1.err")
+    library, side, gate = tmp_path / "library", tmp_path / "side.txt", tmp_path / "gate"
+    job_id, first = start_and_kill(library, side, gate, 12, tmp_path / "worker1.err")
     _, first_ck = saved_item(library, job_id)
 
+    open_gate(str(gate), first_ck + 13)  # the second run does 13 items, from the first run's checkpoint
     second = Worker("resume", library, stderr_path=tmp_path / "worker2.err")
     try:
         second.expect("ready")
@@ -108,10 +117,12 @@ def test_killed_twice_then_resumed(tmp_path: Path) -> None:
     finally:
         second.kill()
     lines_after_second = len(side_lines(side))
+    assert lines_after_second == first + 13
     status, second_ck = saved_item(library, job_id)
     assert status == "running"
     assert integrity(library) == "ok"
 
+    open_gate(str(gate), N)
     assert asyncio.run(resume_in_this_process(library, job_id)) == uninterrupted_result(tmp_path)
     items = [item for _, item in side_lines(side)]
     assert items[:first] == list(range(first))
@@ -128,16 +139,32 @@ def test_killed_twice_then_resumed(tmp_path: Path) -> None:
 
 
 async def _paused_parent_with_children(library: Path) -> tuple[str, list[str]]:
+    """A user-paused parent whose two children were paused with it mid-way (held at a gate until then).
+
+    The gate (`_gate_of`) is opened all the way afterwards, so a later manager runs them to the end.
+    """
+    gate = _gate_of(library)
+    open_gate(gate, 5)
     async with sj.JobManager.open(library, max_concurrent=4) as manager:
-        parent = await manager.dispatch(ParentJob(n_children=2, child_n=30, delay=0.01))
-        await asyncio.sleep(0.1)
+        parent = await manager.dispatch(ParentJob(n_children=2, child_n=30, gate=gate))
+
+        def children() -> list[sj.JobHandle]:
+            return [h for h in manager.handles() if h.parent_id == parent.id]
+
+        await until(lambda: len(children()) == 2 and all(steps_done(h) == 5 for h in children()),
+                    what="both children held at their gate")
         await parent.pause()
-        children = [h.id for h in manager.handles() if h.parent_id == parent.id]
-        assert len(children) == 2
-        for child in children:
+        ids = [h.id for h in children()]
+        assert len(ids) == 2
+        for child in ids:
             record = await manager.record(child)
             assert (record.status, record.pause_reason) == (sj.JobStatus.PAUSED, "parent")
-    return parent.id, children
+    open_gate(gate, 30)
+    return parent.id, ids
+
+
+def _gate_of(library: Path) -> str:
+    return str(library.parent / "gate")
 
 
 def test_crash_between_resuming_a_parent_and_its_children(tmp_path: Path) -> None:
@@ -151,12 +178,12 @@ def test_crash_between_resuming_a_parent_and_its_children(tmp_path: Path) -> Non
             await manager.resume_interrupted()
             tally("crash_between_cascade_commits", case="resume")
             try:
-                return await within(manager.get(parent_id).wait(), 10)
+                return await within(manager.get(parent_id).wait(), 30)
             except asyncio.TimeoutError:
                 stuck = {c: (await manager.record(c)).pause_reason for c in children}
                 for child in children:  # end the test without leaving the parent waiting
                     await manager.cancel(child)
-                return f"still waiting after 10 s; children paused with reasons {stuck}"
+                return f"still waiting after 30 s; children paused with reasons {stuck}"
 
     expected = expected_outcome("rel_parent", {"n_children": 2, "child_n": 30})[1]
     assert asyncio.run(next_kernel()) == expected, "the parent waits forever for children paused on its behalf"
@@ -177,7 +204,7 @@ def test_crash_between_pausing_a_parent_and_its_children(tmp_path: Path) -> None
             assert (await manager.record(parent_id)).pause_reason == "user"  # the user's pause stands
             await manager.resume(parent_id)
             tally("crash_between_cascade_commits", case="pause")
-            return await within(manager.get(parent_id).wait(), 10)
+            return await within(manager.get(parent_id).wait(), 30)
 
     assert asyncio.run(next_kernel()) == expected_outcome("rel_parent", {"n_children": 2, "child_n": 30})[1]
 
@@ -197,14 +224,13 @@ asyncio.run(main())
 
 def test_a_kill_while_the_library_is_created_leaves_a_file_any_reader_can_open(tmp_path: Path) -> None:
     import subprocess
-    import time
 
     library = tmp_path / "library"
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_CREATE, str(library)], stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: (library / "jobs.db-wal").exists() or (library / "jobs.db-journal").exists(), 30,
-                 what="the schema being written")
-        time.sleep(0.3)
+        wait_for(lambda: max(_size(library / "jobs.db-wal"), _size(library / "jobs.db-journal")) > 4 * 2**20, 60,
+                 what="the schema being written (4 MiB of it)")
+        # the schema's statement writes gigabytes: it is still running, well inside its transaction
         assert proc.poll() is None, proc.stderr.read().decode()
     finally:
         proc.kill()
@@ -218,6 +244,13 @@ def test_a_kill_while_the_library_is_created_leaves_a_file_any_reader_can_open(t
             return await (await manager.dispatch(CheckpointJob(n=3, k=1))).wait()
 
     assert asyncio.run(reopen()) == asyncio.run(_reference(tmp_path / "reference"))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 async def _reference(library: Path) -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import multiprocessing
 import os
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,21 +17,23 @@ import pytest
 import children_worker_fns as fns
 from blocking_jobs import Call
 import sdjobs_nb as sj
-from children_worker_probe import LoopProbe
+from jobs_for_tests import until
+from children_worker_probe import release, release_after_turns, started, until_started
 
 S = sj.JobStatus
-BIG = 3_000_000  # a burn() of a few hundred ms
+BIG = 300_000  # a burn() that is real work, checked against the same call made here
 
 
 @dataclass
 class Inline(sj.Job):
-    """Blocks the loop on purpose: what run_blocking is for."""
+    """Makes a held call on the loop itself, blocking it on purpose: what run_blocking is for."""
 
     NAME = "executors_inline"
-    seconds: float
+    folder: str
+    patience: float
 
-    async def run(self, ctx: sj.JobContext) -> None:
-        time.sleep(self.seconds)
+    async def run(self, ctx: sj.JobContext) -> str:
+        return fns.held(self.folder, self.patience)
 
 
 @dataclass
@@ -60,32 +63,55 @@ def process_pool():
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-async def run_job(manager: sj.JobManager, job: sj.Job, timeout: float = 20) -> Any:
+async def run_job(manager: sj.JobManager, job: sj.Job, timeout: float = 60) -> Any:
     return await asyncio.wait_for((await manager.dispatch(job)).wait(), timeout)
+
+
+async def run_released(manager: sj.JobManager, folder: Path, fn: str, calls: int) -> list[str]:
+    """Run `Call(fn, [folder], repeat=calls)` of a held function while this loop releases each call
+    only after taking 50 turns during it (children_worker_probe.py); return the job's result."""
+    folder.mkdir()
+    releaser = asyncio.ensure_future(release_after_turns(folder, calls))
+    try:
+        result = await run_job(manager, Call(fn, [str(folder)], repeat=calls))
+        assert result == await releaser  # each call returned once released, in order
+    finally:
+        releaser.cancel()
+    return result
+
+
+def forced_warnings(caplog: pytest.LogCaptureFixture, job_id: str) -> list[str]:
+    """The library's warnings that it stopped `job_id` after its grace period."""
+    return [r.getMessage() for r in caplog.records
+            if job_id in r.getMessage() and "did not reach check_interrupted within" in r.getMessage()]
 
 
 # --- the default thread pool -------------------------------------------------------------------
 
 
-async def test_default_runs_on_a_thread_and_keeps_the_loop_responsive(library):
+async def test_default_runs_on_a_thread_and_keeps_the_loop_responsive(library, tmp_path):
     async with sj.JobManager.open(library) as manager:
         worker_thread, loop_thread = await run_job(manager, WhereAmI())
         assert worker_thread != loop_thread
 
-        async with LoopProbe() as blocked:
-            await run_job(manager, Inline(0.5))
-        async with LoopProbe() as sleeping:
-            assert await run_job(manager, Call("nap", [0.3], repeat=2)) == [0.3] * 2
-        async with LoopProbe() as burning:
-            results = await run_job(manager, Call("burn", [BIG], repeat=2))
-        assert results == [fns.burn(BIG)] * 2
+        # each call returns only after the loop took 50 turns while it was in flight: run_blocking
+        # keeps the loop free for a sleeping call, and for CPU work in a thread, which only shares
+        # the GIL (children_worker_probe.py)
+        assert len(set(await run_released(manager, tmp_path / "sleeping", "held", 2))) == 2
+        assert len(set(await run_released(manager, tmp_path / "burning", "burn_until_released", 2))) == 2
+        assert await run_job(manager, Call("burn", [BIG], repeat=2)) == [fns.burn(BIG)] * 2
 
-    # the probe sees a loop blocked for 0.5 s; run_blocking keeps it free, even for CPU work in a
-    # thread, which only shares the GIL: the loop never waits for a whole call
-    assert blocked.worst_ms > 450
-    assert sleeping.worst_ms < 150, sleeping.worst_ms
-    assert burning.worst_ms < burning.half_a_call_ms(2), (burning.worst_ms, burning.seconds)
-    assert sleeping.wakeups > 100
+        # the control: the same held call made on the loop itself blocks it, so the loop cannot
+        # release it and it gives up
+        blocked = tmp_path / "blocked"
+        blocked.mkdir()
+        releaser = asyncio.ensure_future(release_after_turns(blocked, 1))
+        try:
+            with pytest.raises(sj.JobFailed, match="TimeoutError: call .* was not released"):
+                await run_job(manager, Inline(str(blocked), patience=1.0))
+        finally:
+            releaser.cancel()
+        assert len(started(blocked)) == 1
 
 
 async def test_arguments_and_keyword_arguments_reach_the_function(library):
@@ -112,67 +138,80 @@ async def test_a_bad_executor_is_refused_before_the_library_is_touched(library):
 # --- pause and cancel while a call is in flight --------------------------------------------------
 
 
-async def test_pause_during_a_call_takes_effect_when_it_returns(library):
-    async with sj.JobManager.open(library, grace_period=5) as manager:
-        handle = await manager.dispatch(Call("nap", [0.5], repeat=3))
-        await asyncio.sleep(0.1)  # the first call is in flight
-        started = time.monotonic()
-        await asyncio.wait_for(manager.pause(handle.id), 5)
-        took = time.monotonic() - started
+async def test_pause_during_a_call_takes_effect_when_it_returns(library, tmp_path):
+    # a grace period far beyond the test's deadlines: the pause can only end by the call returning
+    async with sj.JobManager.open(library, grace_period=600) as manager:
+        handle = await manager.dispatch(Call("held", [str(tmp_path)], repeat=3))
+        (first,) = await until_started(tmp_path, 1)  # the first call is in flight, held
+        pausing = asyncio.ensure_future(manager.pause(handle.id))
+        await until(lambda: handle.pause_reason == "user")  # the pause is requested...
+        assert not pausing.done() and handle.current_status is S.RUNNING  # ...and waits for the call
+        release(tmp_path, first)
+        await asyncio.wait_for(pausing, 30)
         record = await manager.record(handle.id)
         assert record.status is S.PAUSED
-        assert 0.25 < took < 2.0, took  # waited for the call, not for the grace period
         assert record.progress.current == 1  # the finished call's result was kept
+        assert started(tmp_path) == {first}  # paused when the call returned: no second call began
 
+        release(tmp_path)  # every later call returns at once
         await manager.resume(handle.id)
-        assert await asyncio.wait_for(handle.wait(), 10) == [0.5] * 3  # 3 calls in all, none redone
+        results = await asyncio.wait_for(handle.wait(), 30)
+        assert results[0] == first and len(results) == 3 and set(results) == started(tmp_path)  # none redone
 
 
-async def test_cancel_during_a_call_longer_than_the_grace_period_does_not_wait_for_it(library):
+async def test_cancel_during_a_call_longer_than_the_grace_period_does_not_wait_for_it(library, tmp_path, caplog):
     pool = concurrent.futures.ThreadPoolExecutor(1)
+    caplog.set_level(logging.WARNING, logger="sdjobs_nb.jobs")
     try:
         async with sj.JobManager.open(library, grace_period=0.3, executor=pool) as manager:
-            handle = await manager.dispatch(Call("nap", [2.0]))
-            await asyncio.sleep(0.1)
-            started = time.monotonic()
-            await asyncio.wait_for(manager.cancel(handle.id), 5)
-            took = time.monotonic() - started
+            handle = await manager.dispatch(Call("held", [str(tmp_path)]))
+            await until_started(tmp_path, 1)
+            # the call is released only after the cancel returns: the cancel cannot have waited for it
+            await asyncio.wait_for(manager.cancel(handle.id), 30)
             assert (await manager.record(handle.id)).status is S.CANCELLED
             with pytest.raises(sj.Cancelled):
                 await handle.wait()
-            assert 0.2 < took < 1.5, took
+            # it was stopped once its grace period was over, not at once
+            assert len(forced_warnings(caplog, handle.id)) == 1
     finally:
+        release(tmp_path)
         pool.shutdown(wait=False)
 
 
-async def test_pause_during_a_call_longer_than_the_grace_period_resumes_from_the_checkpoint(library):
+async def test_pause_during_a_call_longer_than_the_grace_period_resumes_from_the_checkpoint(library, tmp_path, caplog):
     pool = concurrent.futures.ThreadPoolExecutor(1)
+    caplog.set_level(logging.WARNING, logger="sdjobs_nb.jobs")
     try:
         async with sj.JobManager.open(library, grace_period=0.3, executor=pool) as manager:
-            handle = await manager.dispatch(Call("nap", [1.5], repeat=1))
-            await asyncio.sleep(0.1)
-            started = time.monotonic()
-            await asyncio.wait_for(manager.pause(handle.id), 5)
-            assert time.monotonic() - started < 1.3
-            assert (await manager.record(handle.id)).status is S.PAUSED
+            handle = await manager.dispatch(Call("held", [str(tmp_path)], repeat=1))
+            (first,) = await until_started(tmp_path, 1)
+            # the call is released only after the pause returns: the pause cannot have waited for it
+            await asyncio.wait_for(manager.pause(handle.id), 30)
+            record = await manager.record(handle.id)
+            assert (record.status, record.pause_reason) == (S.PAUSED, "user")
+            assert len(forced_warnings(caplog, handle.id)) == 1  # stopped after its grace period
+            assert (await manager.saved_state(handle.id))["results"] == []  # forced: its dispatched state stands
+
+            release(tmp_path)  # the abandoned call returns, and so does the one the resume makes
             await manager.resume(handle.id)
-            assert await asyncio.wait_for(handle.wait(), 10) == [1.5]
+            (result,) = await asyncio.wait_for(handle.wait(), 30)
+            assert started(tmp_path) == {first, result}  # the forced call ran again: nothing was saved after it
     finally:
+        release(tmp_path)
         pool.shutdown(wait=False)
 
 
 # --- a process pool ------------------------------------------------------------------------------
 
 
-async def test_process_pool_runs_work_in_other_processes(library, process_pool):
+async def test_process_pool_runs_work_in_other_processes(library, process_pool, tmp_path):
     async with sj.JobManager.open(library, executor=process_pool) as manager:
         pids = await run_job(manager, Call("whoami", repeat=6))
         assert os.getpid() not in pids
         assert await run_job(manager, Call("scaled", [3], {"factor": 2, "offset": 1})) == [7]
-        async with LoopProbe() as probe:
-            results = await run_job(manager, Call("burn", [BIG], repeat=2))
-        assert results == [fns.burn(BIG)] * 2
-    assert probe.worst_ms < probe.half_a_call_ms(2), (probe.worst_ms, probe.seconds)
+        assert await run_job(manager, Call("burn", [BIG], repeat=2)) == [fns.burn(BIG)] * 2
+        # CPU work in another process: each call returns only after the loop took 50 turns during it
+        assert len(set(await run_released(manager, tmp_path / "burning", "burn_until_released", 2))) == 2
 
 
 async def test_process_pool_errors_fail_the_job_with_the_real_message(library, process_pool):

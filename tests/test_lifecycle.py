@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
 import pytest
 
 import sdjobs_nb as sj
 from sdjobs_nb._status import check_transition
-from jobs_for_tests import Add, Fail, FailCritical, InterruptSelf, Steps
+from jobs_for_tests import Add, Fail, FailCritical, InterruptSelf, Steps, open_gate, steps_done, until
 from support import db_rows
 
 
@@ -54,7 +53,7 @@ async def test_critical_failure_is_failed_and_never_resumes(manager):
 
 async def test_job_raising_interrupted_is_paused_and_resumable(manager, library):
     handle = await manager.dispatch(InterruptSelf())
-    await _until(lambda: handle.current_status is sj.JobStatus.PAUSED)
+    await until(lambda: handle.current_status is sj.JobStatus.PAUSED)
     (reason,) = db_rows(library, "SELECT pause_reason FROM jobs WHERE id=?", (handle.id,))[0]
     assert reason == "job"
     await handle.resume()
@@ -62,8 +61,8 @@ async def test_job_raising_interrupted_is_paused_and_resumable(manager, library)
 
 
 async def test_cancelled_job_raises_cancelled_and_is_kept(manager, library):
-    handle = await manager.dispatch(Steps(total=10_000))
-    await _until(lambda: handle.current_status is sj.JobStatus.RUNNING)
+    handle = await manager.dispatch(Steps(total=10, gate=str(library.parent / "gate")))  # held at a closed gate
+    await until(lambda: handle.current_status is sj.JobStatus.RUNNING)
     await handle.cancel()
     with pytest.raises(sj.Cancelled):
         await handle.wait()
@@ -73,7 +72,7 @@ async def test_cancelled_job_raises_cancelled_and_is_kept(manager, library):
 async def test_every_terminal_state_writes_exactly_one_history_row(manager, library):
     ok = await manager.dispatch(Add(1, 2))
     bad = await manager.dispatch(Fail())
-    gone = await manager.dispatch(Steps(total=10_000))
+    gone = await manager.dispatch(Steps(total=10, gate=str(library.parent / "gate")))  # held at a closed gate
     await ok.wait()
     with pytest.raises(sj.JobFailed):
         await bad.wait()
@@ -114,11 +113,12 @@ async def test_dispatch_by_name_with_bad_data_writes_nothing(manager, library, n
 
 
 async def test_close_pauses_running_jobs_and_keeps_queued_ones(library):
+    gate = str(library.parent / "gate")
+    open_gate(gate, 5)  # it runs 5 steps, then waits there until the close
     async with sj.JobManager.open(library, max_concurrent=1) as m:
-        running = await m.dispatch(Steps(total=100_000, every=50))
+        running = await m.dispatch(Steps(total=100, every=50, gate=gate))
         queued = await m.dispatch(Add(1, 1))
-        await _until(lambda: running.current_status is sj.JobStatus.RUNNING)
-        await asyncio.sleep(0.2)
+        await until(lambda: steps_done(running) == 5)
     statuses = dict(db_rows(library, "SELECT id, status FROM jobs"))
     assert statuses == {running.id: "paused", queued.id: "queued"}
     async with sj.JobManager.open(library) as m:
@@ -127,7 +127,8 @@ async def test_close_pauses_running_jobs_and_keeps_queued_ones(library):
         assert paused.current_status is sj.JobStatus.PAUSED
         record = await m.record(running.id)
         assert record.pause_reason == "interrupted"
-        assert record.progress is not None and record.progress.current > 0
+        assert record.progress is not None and record.progress.current == 5
+        assert (await m.saved_state(running.id))["done"] == 5  # saved at the close, before any checkpoint
 
 
 async def test_newer_schema_is_refused_and_left_untouched(library):
@@ -190,14 +191,6 @@ async def test_import_does_not_pull_optional_dependencies():
     code = "import sys, sdjobs_nb; bad = {'ipywidgets', 'pandas', 'matplotlib', 'nest_asyncio', 'dask'} & set(sys.modules); print(sorted(bad))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-
-
-async def _until(predicate, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 def test_a_script_that_forgets_close_still_exits(tmp_path):

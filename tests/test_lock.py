@@ -19,10 +19,12 @@ import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob, expected_outcome  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
 from _workers.util import Worker, counts, integrity  # noqa: E402
+from jobs_for_tests import open_gate  # noqa: E402
 
 
 def start_holder(library: Path, tmp_path: Path, dispatch: bool = True) -> tuple[Worker, str]:
-    worker = Worker("hold", library, "1" if dispatch else "0", stderr_path=tmp_path / "holder.err")
+    """A process that owns the library; with `dispatch`, it runs a job held at a closed gate until killed."""
+    worker = Worker("hold", library, "1" if dispatch else "0", tmp_path / "gate", stderr_path=tmp_path / "holder.err")
     fields = worker.expect("ready").split()
     assert int(fields[0]) == worker.pid
     return worker, (fields[1] if len(fields) > 1 else "")
@@ -103,8 +105,9 @@ def test_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path: Path) -> None
 def test_processes_racing_for_a_new_library_get_exactly_one_owner(tmp_path: Path, round_: int) -> None:
     """Six processes open one library that does not exist yet, at the same moment: one owns it, the others get LibraryLocked."""
     library = tmp_path / "library"
-    go = tmp_path / "go"
-    racers = [Worker("try_open", library, "2", go, stderr_path=tmp_path / f"racer{i}.err") for i in range(6)]
+    go, release = tmp_path / "go", tmp_path / "release"
+    # the owner keeps the library until every racer has reported, however long the others take
+    racers = [Worker("try_open", library, "0", go, release, stderr_path=tmp_path / f"racer{i}.err") for i in range(6)]
     outcomes = []
     try:
         for racer in racers:
@@ -117,6 +120,7 @@ def test_processes_racing_for_a_new_library_get_exactly_one_owner(tmp_path: Path
                 line = "crashed: " + (tmp_path / f"racer{racers.index(racer)}.err").read_text().strip().splitlines()[-1]
             outcomes.append((racer.pid, line))
     finally:
+        release.touch()
         for racer in racers:
             racer.kill()
     tally("lock_race", racers=len(racers))
@@ -134,10 +138,10 @@ async def _open(library: Path) -> sj.JobManager:
 
 
 async def test_two_managers_in_one_process(tmp_path: Path) -> None:
-    library = tmp_path / "library"
+    library, gate = tmp_path / "library", str(tmp_path / "gate")
     first = await sj.JobManager.open(library)
     try:
-        handle = await first.dispatch(CheckpointJob(n=600, k=100, delay=0.001))
+        handle = await first.dispatch(CheckpointJob(n=600, k=100, gate=gate))  # held at a closed gate
         assert await sj.JobManager.open(library) is first  # on the same loop: the live owner
         with pytest.raises(sj.LibraryLocked) as caught:
             await asyncio.to_thread(asyncio.run, _open(library))  # on another loop: refused
@@ -148,6 +152,7 @@ async def test_two_managers_in_one_process(tmp_path: Path) -> None:
         assert handle.current_status is sj.JobStatus.RUNNING  # the refused open disturbed nothing
     finally:
         await first.close()
+    open_gate(gate, 600)
     async with sj.JobManager.open(library) as second:
         record = await second.record(handle.id)
         assert (record.status, record.pause_reason) == (sj.JobStatus.PAUSED, "interrupted")

@@ -10,11 +10,49 @@ import pytest
 
 import sdjobs_nb as sj
 from sdjobs_nb._progress import ProgressMeter
-from jobs_for_tests import Add, Fail, Steps
+from jobs_for_tests import Add, Fail, Steps, open_gate, steps_done, until
 from support import db_rows
-from test_lifecycle import _until
 
 S = sj.JobStatus
+
+
+class TickerClock:
+    """Stands in for the `time` module of the progress ticker: its clock moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.mono = 1000.0
+        self.wall = 1.7e9
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def time(self) -> float:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.mono += seconds
+        self.wall += seconds
+
+
+@pytest.fixture
+def ticker_clock(monkeypatch):
+    """Give the progress ticker (rates, and when progress is saved) a clock the test moves."""
+    from sdjobs_nb._runtime import progress
+
+    clock = TickerClock()
+    monkeypatch.setattr(progress, "time", clock)
+    return clock
+
+
+def _gate(library, name: str = "gate") -> str:
+    """A gate file beside the library, closed until the test opens it (`open_gate`)."""
+    return str(library.parent / name)
+
+
+async def _step(handle, gate: str, step: int) -> None:
+    """Let a gated `Steps` job take its step `step`, and wait until the ticker has published it."""
+    open_gate(gate, step)
+    await until(lambda: steps_done(handle) == step, what=f"step {step} published")
 
 
 @dataclass
@@ -52,15 +90,20 @@ async def test_each_progress_kind_gives_a_snapshot(manager, kind, text):
         assert snap.data == {"files_found": 500} and snap.phase == "indexing"
 
 
-async def test_rate_and_eta_are_derived(manager):
-    handle = await manager.dispatch(Steps(total=400, delay=0.002))
-    rates = []
-    async for snap in handle.progress():
-        if snap.rate:
-            rates.append((snap.rate, snap.eta_seconds))
-    assert rates, "no snapshot carried a rate"
-    rate, eta = rates[len(rates) // 2]
-    assert rate > 10 and eta is not None and eta >= 0
+async def test_rate_and_eta_are_derived(manager, library, ticker_clock):
+    gate = _gate(library)
+    handle = await manager.dispatch(Steps(total=100, every=10**9, gate=gate))
+    await _step(handle, gate, 1)
+    assert handle.current_progress.rate is None  # one snapshot: no rate yet
+    ticker_clock.advance(0.5)
+    await _step(handle, gate, 2)  # 1 item in 0.5 s
+    snap = handle.current_progress
+    assert snap.rate == pytest.approx(2.0) and snap.eta_seconds == pytest.approx(98 / 2.0)
+    ticker_clock.advance(0.25)
+    await _step(handle, gate, 3)  # 1 item in 0.25 s (4 a second), smoothed with the rate before
+    snap = handle.current_progress
+    assert 2.0 < snap.rate <= 4.0 and snap.eta_seconds == pytest.approx(97 / snap.rate)
+    await handle.cancel()
 
 
 async def test_final_progress_is_saved_even_right_after_a_write(manager, library):
@@ -80,12 +123,22 @@ async def test_final_progress_is_saved_even_right_after_a_write(manager, library
     assert db_rows(library, "SELECT progress_current FROM job_history") == [(10_000.0,)]
 
 
-async def test_progress_reaches_the_database_while_running_at_most_every_two_seconds(manager, library):
-    handle = await manager.dispatch(Steps(total=100_000, every=10**9, delay=0.001))
-    await asyncio.sleep(2.6)
-    saved = (await manager.record(handle.id)).progress
-    assert saved is not None and saved.current > 0
-    assert saved.current < handle.current_progress.current  # the live one is newer than the stored one
+async def test_progress_reaches_the_database_while_running_at_most_every_two_seconds(manager, library, ticker_clock):
+    gate = _gate(library)
+    handle = await manager.dispatch(Steps(total=100, every=10**9, gate=gate))  # never checkpoints
+
+    async def stored_is(current: float) -> bool:
+        progress = (await manager.record(handle.id)).progress
+        return progress is not None and progress.current == current
+
+    await _step(handle, gate, 1)
+    await until(lambda: stored_is(1), what="the first snapshot in jobs.db")  # saved while running
+    await _step(handle, gate, 5)  # published, but within two seconds of the last save (the ticker's clock)
+    assert await stored_is(1)  # the live one is newer than the stored one
+    ticker_clock.advance(2.0)
+    await _step(handle, gate, 6)
+    await until(lambda: stored_is(6), what="the snapshot two seconds later in jobs.db")
+    assert handle.current_status is S.RUNNING
     await handle.cancel()
 
 
@@ -139,8 +192,8 @@ async def test_progress_subscriber_that_never_reads_holds_one_snapshot(manager):
     assert first.current <= 300
 
 
-async def test_status_stream_sees_every_transition_of_pause_resume_cancel(manager):
-    handle = await manager.dispatch(Steps(total=100_000))
+async def test_status_stream_sees_every_transition_of_pause_resume_cancel(manager, library):
+    handle = await manager.dispatch(Steps(total=10, gate=_gate(library)))  # held at a closed gate
     seen = []
 
     async def watch():
@@ -148,10 +201,10 @@ async def test_status_stream_sees_every_transition_of_pause_resume_cancel(manage
             seen.append(status)
 
     watcher = asyncio.create_task(watch())
-    await _until(lambda: handle.current_status is S.RUNNING)
+    await until(lambda: handle.current_status is S.RUNNING)
     await handle.pause()
     await handle.resume()
-    await _until(lambda: handle.current_status is S.RUNNING)
+    await until(lambda: handle.current_status is S.RUNNING)
     await handle.pause()
     await handle.cancel()
     await asyncio.wait_for(watcher, 5)
@@ -159,7 +212,7 @@ async def test_status_stream_sees_every_transition_of_pause_resume_cancel(manage
     assert seen == [S.RUNNING, S.PAUSED, S.QUEUED, S.RUNNING, S.PAUSED, S.CANCELLED]
 
 
-async def test_events_cover_every_kind_with_real_errors(manager):
+async def test_events_cover_every_kind_with_real_errors(manager, library):
     events = []
 
     async def listen():
@@ -184,12 +237,12 @@ async def test_events_cover_every_kind_with_real_errors(manager):
     bad = await manager.dispatch(Fail("quota exceeded"))
     with pytest.raises(sj.JobFailed):
         await bad.wait()
-    slow = await manager.dispatch(Steps(total=100_000))
-    await _until(lambda: slow.current_status is S.RUNNING)
+    slow = await manager.dispatch(Steps(total=10, gate=_gate(library)))  # held at a closed gate
+    await until(lambda: slow.current_status is S.RUNNING)
     await slow.pause()
     await slow.resume()
     await slow.cancel()
-    await asyncio.sleep(0.05)
+    await until(lambda: any(e.kind == "cancelled" and e.job_id == slow.id for e in events), what="the last event")
     listener.cancel()
     kinds = {e.kind for e in events}
     assert kinds >= {"queued", "started", "progress", "paused", "resumed", "completed", "failed", "cancelled",
@@ -264,29 +317,26 @@ async def test_metrics_are_reported_and_saved(manager, library):
 
 async def test_file_log_keeps_lines_across_a_resume(library):
     @dataclass
-    class Chatty(sj.Job):
+    class Chatty(Steps):
+        """Counts like `Steps`, after a line of its own in its log."""
+
         NAME = "test_chatty"
-        done: int = 0
 
         async def run(self, ctx):
             ctx.log.info("starting at %d", self.done)
-            while self.done < 100_000:
-                await ctx.check_interrupted()
-                self.done += 1
-                await asyncio.sleep(0.001)
-            return self.done
+            return await super().run(ctx)
 
+    gate = _gate(library)
     async with sj.JobManager.open(library, file_log=True) as m:
-        handle = await m.dispatch(Chatty())
-        await _until(lambda: handle.current_status is S.RUNNING)
-        await asyncio.sleep(0.05)
+        handle = await m.dispatch(Chatty(total=10, gate=gate))
+        await _step(handle, gate, 2)
         await handle.pause()
         await handle.resume()
-        await _until(lambda: handle.current_status is S.RUNNING)
-        await asyncio.sleep(0.05)
+        await _step(handle, gate, 4)
         await handle.cancel()
     text = (library / "logs" / f"{handle.id}.log").read_text()
     assert text.count("starting at") == 2 and "paused" in text and "cancelled" in text
+    assert text.index("starting at 0") < text.index("paused") < text.index("starting at 2") < text.index("cancelled")
     assert [p.name for p in (library / "logs").iterdir()] == [f"{handle.id}.log"]
 
 

@@ -27,6 +27,7 @@ import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
 from _workers.util import counts, integrity, quiet_dead_tasks, rows, within, write  # noqa: E402, F401
+from jobs_for_tests import open_gate, steps_done, until  # noqa: E402
 
 UUID_LOG = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.log$")
 
@@ -82,24 +83,38 @@ def armed_pickles(marker: Path, proof_dir: Path) -> list[bytes]:
     return payloads
 
 
+def _gate(library: Path) -> str:
+    """The gate file (`jobs_for_tests.open_gate`) beside the library; closed unless a test opens it."""
+    return str(library.parent / "gate")
+
+
 async def _library_with_every_kind_of_row(library: Path) -> dict[str, str]:
-    """A library with a completed, a failed, an interrupted and a queued job; returns their ids."""
+    """A library with a completed, a failed, an interrupted and a queued job; returns their ids.
+
+    The interrupted one was held at the closed gate beside the library (and still is when resumed).
+    """
     async with sj.JobManager.open(library, max_concurrent=1) as manager:
         done = await manager.dispatch(CheckpointJob(n=3, k=1))
         await within(done.wait())
         failed = await manager.dispatch(Quoted(text="x"))
         await within(failed.wait())
-        running = await manager.dispatch(CheckpointJob(n=100_000, k=10, delay=0.001))
+        running = await manager.dispatch(CheckpointJob(n=10, k=1, gate=_gate(library)))
         queued = await manager.dispatch(CheckpointJob(n=5, k=1, salt=1))
-        await asyncio.sleep(0.05)
+        await until(lambda: running.current_status is sj.JobStatus.RUNNING)
     return {"completed": done.id, "other": failed.id, "interrupted": running.id, "queued": queued.id}
 
 
 async def _use_everything(library: Path) -> dict[str, Any]:
-    """Open the library and touch every read path: load, resume, records, results, frames."""
+    """Open the library and touch every read path: load, resume, run, records, results, frames."""
     seen: dict[str, Any] = {}
     async with sj.JobManager.open(library) as manager:
         await manager.resume_interrupted()
+
+        def settled() -> bool:
+            """Every job that can run has run: to its end, or to the closed gate (it stays RUNNING there)."""
+            return all(h.id in manager.broken() or h.current_status is sj.JobStatus.RUNNING for h in manager.handles())
+
+        await until(settled, what="every loaded job run to its end or its gate")
         for job_id, status in rows(library, "SELECT id, status FROM jobs"):
             reads = {"record": manager.record(job_id)}
             if status in ("completed", "failed", "cancelled"):
@@ -115,7 +130,6 @@ async def _use_everything(library: Path) -> dict[str, Any]:
         seen["history"] = await manager.history()
         seen["metrics"] = await manager.metrics()
         seen["jobs"] = manager.jobs()
-        await asyncio.sleep(0.2)
     return seen
 
 
@@ -197,7 +211,7 @@ async def test_hostile_strings_round_trip_and_drop_nothing(tmp_path: Path, evil:
         assert record.name == Quoted.NAME
         assert (record.initiated_by, record.context, record.dedup_key) == (evil, {"q": evil, evil: [evil]}, evil)
 
-        slow = await manager.dispatch(CheckpointJob(n=100_000, k=100, delay=0.001), dedup_key=evil)
+        slow = await manager.dispatch(CheckpointJob(n=10, k=1, gate=_gate(library)), dedup_key=evil)  # held: unfinished
         again = await manager.dispatch(CheckpointJob(n=1), dedup_key=evil)
         assert again.id == slow.id  # dedup matches the exact key, quotes and all
         other = await manager.dispatch(CheckpointJob(n=1), dedup_key=evil + "%")
@@ -272,16 +286,20 @@ async def test_log_files_are_named_by_job_id_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("hostile_id", ["../../outside", "/tmp/abs", str(uuid.uuid4()) + "/../x"])
 async def test_crafted_job_id_never_names_a_file(tmp_path: Path, hostile_id: str) -> None:
     """A tampered id is never used as a file name, and that one job does not block the others."""
-    library = tmp_path / "library"
+    library, gate = tmp_path / "library", _gate(tmp_path / "library")
+    open_gate(gate, 2)
     async with sj.JobManager.open(library) as manager:
-        handle = await manager.dispatch(CheckpointJob(n=100_000, k=10, delay=0.001))
-        await asyncio.sleep(0.05)
+        handle = await manager.dispatch(CheckpointJob(n=10, k=1, gate=gate))
+        await until(lambda: steps_done(handle) == 2)  # it runs, and waits at its gate for the close
     write(library, "UPDATE jobs SET id=? WHERE id=?", (hostile_id, handle.id))
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
 
     async with sj.JobManager.open(library, file_log=True, max_concurrent=1) as manager:
         await manager.resume_interrupted()
-        await asyncio.sleep(0.2)
+        open_gate(gate, 3)
+        # the tampered job is set aside, or it has run a step (so its log is open) and waits at its gate
+        await until(lambda: hostile_id in manager.broken() or steps_done(manager.get(hostile_id)) == 3,
+                    what="the tampered job set aside or running")
         after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
         new = [p for p in after if p not in before]
         allowed = {"library/logs", "library/jobs.db-wal", "library/jobs.db-shm"}
@@ -289,7 +307,7 @@ async def test_crafted_job_id_never_names_a_file(tmp_path: Path, hostile_id: str
         assert not Path("/tmp/abs.log").exists()
         good = await manager.dispatch(CheckpointJob(n=3, k=1))
         try:
-            result = await within(good.wait(), 5)
+            result = await within(good.wait(), 30)
         except asyncio.TimeoutError:
             result = None
         if hostile_id in manager.broken() or manager.get(hostile_id).current_status is sj.JobStatus.PAUSED:

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sdjobs_nb as sj
+from jobs_for_tests import GATE_POLL_S, gate_value
 
 __all__ = (
-    "BigJob", "CheckpointJob", "ParentJob", "FailingJob", "SelfPausingJob", "StepJob", "StubbornJob",
-    "item_value", "append_line", "expected_outcome", "ACTIVE", "OVERLAPS", "REQUESTS",
+    "BigJob", "CheckpointJob", "ParentJob", "StepJob",
+    "item_value", "append_line", "expected_outcome", "ACTIVE", "OVERLAPS", "REFUSED", "REQUESTS",
 )
 
 
@@ -38,7 +39,17 @@ def append_line(path: str, line: str) -> None:
 
 @dataclass
 class CheckpointJob(sj.Job):
-    """Processes items 0..n-1, writes `<job id> <item>` to `side` after each, checkpoints every k."""
+    """Processes items 0..n-1, writes `<job id> <item>` to `side` after each, checkpoints every k.
+
+    The reliability tests' one counter; its other parameters (all off by default):
+    - `gate`: a gate file (`jobs_for_tests.open_gate`): item i is processed only once the gate
+      holds a number > i, and the job checks for interruption while it waits there;
+    - `ballast`: dead weight carried in the state, so each checkpoint writes that much;
+    - `fail_at`: raise `sj.Critical` at that item, however often the job is resumed;
+    - `pause_at`: pause itself (raise `sj.Interrupted`) once, at that item;
+    - `retry`: when a checkpoint fails (a full disk), note the error in `REFUSED` and try again
+      every 50 ms instead of failing.
+    """
 
     NAME = "rel_ckpt"
 
@@ -47,27 +58,59 @@ class CheckpointJob(sj.Job):
     salt: int = 0
     delay: float = 0.0
     side: str = ""
+    gate: str = ""
+    ballast: str = ""
+    fail_at: int = -1
+    pause_at: int = -1
+    retry: bool = False
+    paused_once: bool = False
     i: int = 0
     acc: int = 0
 
     async def run(self, ctx: sj.JobContext) -> int:
         while self.i < self.n:
             await ctx.check_interrupted()
+            if self.gate and self.i >= gate_value(self.gate):
+                await asyncio.sleep(GATE_POLL_S)
+                continue
+            if self.i == self.pause_at and not self.paused_once:
+                self.paused_once = True
+                raise sj.Interrupted("taking a break")
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if self.i == self.fail_at:
+                raise sj.Critical(f"boom at item {self.i}")
             self.acc += item_value(self.salt, self.i)
             if self.side:
                 append_line(self.side, f"{ctx.job_id} {self.i}")
             self.i += 1
             ctx.report_count_progress(self.i, self.n)
             if self.i % self.k == 0:
-                await ctx.checkpoint()
+                await self._checkpoint(ctx)
         return self.acc
+
+    async def _checkpoint(self, ctx: sj.JobContext) -> None:
+        while True:
+            try:
+                await ctx.checkpoint()
+                return
+            except Exception as e:
+                if not self.retry:
+                    raise
+                REFUSED.setdefault(ctx.job_id, []).append(f"{type(e).__name__}: {e}")
+                await asyncio.sleep(0.05)  # the disk may have room again by then
+
+
+#: job id -> the errors of the checkpoints a `CheckpointJob(retry=True)` had refused (this process)
+REFUSED: dict[str, list[str]] = {}
 
 
 @dataclass
 class ParentJob(sj.Job):
-    """Spawns `n_children` CheckpointJobs, waits for them and returns the sum of their results."""
+    """Spawns `n_children` CheckpointJobs, waits for them and returns the sum of their results.
+
+    The children share the parent's `gate` (see `CheckpointJob`).
+    """
 
     NAME = "rel_parent"
 
@@ -76,68 +119,17 @@ class ParentJob(sj.Job):
     salt: int = 0
     delay: float = 0.0
     side: str = ""
+    gate: str = ""
 
     def children(self) -> list[CheckpointJob]:
-        return [CheckpointJob(n=self.child_n, k=3, salt=self.salt + c, delay=self.delay, side=self.side)
+        return [CheckpointJob(n=self.child_n, k=3, salt=self.salt + c, delay=self.delay, side=self.side,
+                              gate=self.gate)
                 for c in range(self.n_children)]
 
     async def run(self, ctx: sj.JobContext) -> int:
         ids = await ctx.spawn_children(self.children())
         results = await ctx.wait_for_children(ids)
         return sum(results)
-
-
-@dataclass
-class FailingJob(sj.Job):
-    """Works through items and raises `sj.Critical` at item `fail_at`, however often it is resumed."""
-
-    NAME = "rel_fail"
-
-    n: int
-    fail_at: int
-    delay: float = 0.0
-    i: int = 0
-
-    async def run(self, ctx: sj.JobContext) -> int:
-        while self.i < self.n:
-            await ctx.check_interrupted()
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            if self.i == self.fail_at:
-                raise sj.Critical(f"boom at item {self.i}")
-            self.i += 1
-            if self.i % 2 == 0:
-                await ctx.checkpoint()
-        return self.i
-
-
-@dataclass
-class SelfPausingJob(sj.Job):
-    """Like CheckpointJob, but pauses itself (raises `sj.Interrupted`) once, at item `pause_at`."""
-
-    NAME = "rel_selfpause"
-
-    n: int
-    pause_at: int
-    salt: int = 0
-    delay: float = 0.0
-    i: int = 0
-    acc: int = 0
-    paused_once: bool = False
-
-    async def run(self, ctx: sj.JobContext) -> int:
-        while self.i < self.n:
-            await ctx.check_interrupted()
-            if self.i == self.pause_at and not self.paused_once:
-                self.paused_once = True
-                raise sj.Interrupted("taking a break")
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            self.acc += item_value(self.salt, self.i)
-            self.i += 1
-            if self.i % 4 == 0:
-                await ctx.checkpoint()
-        return self.acc
 
 
 @dataclass
@@ -195,41 +187,16 @@ class StepJob(sj.Job):
             ACTIVE[self.token] -= 1
 
 
-@dataclass
-class StubbornJob(sj.Job):
-    """Never calls `check_interrupted`; checkpoints every `k` items (for grace-period tests)."""
-
-    NAME = "rel_stubborn"
-
-    n: int
-    k: int = 3
-    delay: float = 0.01
-    salt: int = 0
-    i: int = 0
-    acc: int = 0
-
-    async def run(self, ctx: sj.JobContext) -> int:
-        while self.i < self.n:
-            await asyncio.sleep(self.delay)
-            self.acc += item_value(self.salt, self.i)
-            self.i += 1
-            if self.i % self.k == 0:
-                await ctx.checkpoint()
-        return self.acc
-
-
 def expected_outcome(name: str, fields: dict[str, Any]) -> tuple[str, Any]:
     """Return ("completed", result) or ("failed", error text) of an uninterrupted run."""
-    if name in (CheckpointJob.NAME, SelfPausingJob.NAME, StubbornJob.NAME):
+    if name == CheckpointJob.NAME:
+        if 0 <= fields.get("fail_at", -1) < fields["n"]:
+            return "failed", f"boom at item {fields['fail_at']}"
         return "completed", sum(item_value(fields.get("salt", 0), i) for i in range(fields["n"]))
     if name == ParentJob.NAME:
         parent = ParentJob(n_children=fields["n_children"], child_n=fields["child_n"], salt=fields.get("salt", 0))
         return "completed", sum(expected_outcome(CheckpointJob.NAME, {"n": c.n, "salt": c.salt})[1]
                                 for c in parent.children())
-    if name == FailingJob.NAME:
-        if 0 <= fields["fail_at"] < fields["n"]:
-            return "failed", f"boom at item {fields['fail_at']}"
-        return "completed", fields["n"]
     if name == StepJob.NAME:
         if 0 <= fields["fail_at"] < fields["steps"]:
             return "failed", f"failed at step {fields['fail_at']}"

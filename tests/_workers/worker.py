@@ -10,24 +10,28 @@ import asyncio
 import json
 import os
 import random
+import sqlite3
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for `_workers`
 
 import sdjobs_nb as sj  # noqa: E402
-from _workers.jobs import BigJob, CheckpointJob, FailingJob, ParentJob, SelfPausingJob  # noqa: E402
+from _workers.jobs import BigJob, CheckpointJob, ParentJob  # noqa: E402
 
 
 def say(*parts: object) -> None:
     print(*parts, flush=True)
 
 
-async def counted(library: str, n: str, k: str, side: str, delay: str) -> None:
-    """Run one CheckpointJob to the end (the test kills this process somewhere in the middle)."""
+async def counted(library: str, n: str, k: str, side: str, delay: str, gate: str = "") -> None:
+    """Run one CheckpointJob to the end (the test kills this process somewhere in the middle).
+
+    With a `gate` file the job goes only as far as the test opens the gate (`CheckpointJob.gate`).
+    """
     async with sj.JobManager.open(library) as manager:
         say("ready", os.getpid())
-        handle = await manager.dispatch(CheckpointJob(n=int(n), k=int(k), delay=float(delay), side=side))
+        handle = await manager.dispatch(CheckpointJob(n=int(n), k=int(k), delay=float(delay), side=side, gate=gate))
         say("id", handle.id)
         say("result", await handle.wait())
 
@@ -41,21 +45,39 @@ async def resume(library: str) -> None:
     say("done")
 
 
-async def hold(library: str, dispatch: str = "0") -> None:
-    """Own the library (optionally running a long job) until killed."""
+async def hold(library: str, dispatch: str = "0", gate: str = "") -> None:
+    """Own the library (optionally running a job held at the `gate` file) until killed.
+
+    `ready` is printed once jobs.db says that job runs: it stays RUNNING until the test opens the gate.
+    """
     async with sj.JobManager.open(library) as manager:
         job_id = ""
         if dispatch == "1":
-            job_id = (await manager.dispatch(CheckpointJob(n=100_000, k=50, delay=0.01))).id
+            job_id = (await manager.dispatch(CheckpointJob(n=10, k=5, gate=gate))).id
+            await stored_as_running(library, job_id)
         say("ready", os.getpid(), job_id)
         await asyncio.sleep(3600)
 
 
-async def try_open(library: str, hold_s: str, go_file: str = "") -> None:
+async def stored_as_running(library: str, job_id: str) -> None:
+    """Wait until jobs.db, read as another process reads it, says the job is running."""
+    while True:
+        conn = sqlite3.connect(f"file:{Path(library) / 'jobs.db'}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+        finally:
+            conn.close()
+        if row == ("running",):
+            return
+        await asyncio.sleep(0.005)
+
+
+async def try_open(library: str, hold_s: str, go_file: str = "", release_file: str = "") -> None:
     """Race for the library: report whether this process got it, and keep it for `hold_s`.
 
     With `go_file`, print `armed` once imported and start only when that file appears, so
-    racers that took different times to start still reach `open` together.
+    racers that took different times to start still reach `open` together. With
+    `release_file`, keep the library until that file appears instead.
     """
     if go_file:
         say("armed")
@@ -67,12 +89,16 @@ async def try_open(library: str, hold_s: str, go_file: str = "") -> None:
         say("locked", e.pid)
         return
     say("opened", os.getpid())
-    await asyncio.sleep(float(hold_s))
+    if release_file:
+        while not os.path.exists(release_file):
+            await asyncio.sleep(0.005)
+    else:
+        await asyncio.sleep(float(hold_s))
     await manager.close()
 
 
 def mix_jobs(rng: random.Random, side: str) -> list[sj.Job]:
-    """A seeded mix: checkpointing, child-spawning, failing and self-pausing jobs."""
+    """A seeded mix: checkpointing, child-spawning, failing and self-pausing jobs (all `CheckpointJob`s but the parent)."""
     delay = rng.choice((0.015, 0.025, 0.035))
     jobs: list[sj.Job] = [
         CheckpointJob(n=rng.randint(20, 70), k=rng.randint(2, 7), salt=rng.randint(0, 99), delay=delay, side=side)
@@ -81,9 +107,9 @@ def mix_jobs(rng: random.Random, side: str) -> list[sj.Job]:
     jobs.append(ParentJob(n_children=rng.randint(2, 3), child_n=rng.randint(8, 25), salt=rng.randint(0, 99),
                           delay=delay, side=side))
     n = rng.randint(10, 40)
-    jobs.append(FailingJob(n=n, fail_at=rng.randint(0, n - 1), delay=delay))
+    jobs.append(CheckpointJob(n=n, k=2, fail_at=rng.randint(0, n - 1), delay=delay))
     n = rng.randint(10, 40)
-    jobs.append(SelfPausingJob(n=n, pause_at=rng.randint(0, n - 1), salt=rng.randint(0, 99), delay=delay))
+    jobs.append(CheckpointJob(n=n, k=4, pause_at=rng.randint(0, n - 1), salt=rng.randint(0, 99), delay=delay))
     rng.shuffle(jobs)
     return jobs
 
@@ -132,7 +158,7 @@ async def fsize(library: str) -> None:
             try:
                 handle = await manager.dispatch(BigJob(payload="x" * 20_000))
                 say("id", handle.id)
-                say("done", handle.id, await asyncio.wait_for(handle.wait(), 5))
+                say("done", handle.id, await asyncio.wait_for(handle.wait(), 30))  # longer: it hung
             except asyncio.TimeoutError:
                 say("hung", handle.id)
                 break
