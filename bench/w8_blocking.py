@@ -25,6 +25,8 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import multiprocessing
+import shutil
+import tempfile
 import time
 from typing import Any
 
@@ -146,24 +148,28 @@ def _stop_pool(ctx: Ctx) -> None:
     ctx.state.shutdown(wait=True, cancel_futures=True)
 
 
-def _start_cluster(ctx: Ctx) -> tuple[Any, Any]:
+def _start_cluster(ctx: Ctx) -> tuple[Any, Any, str]:
     distributed = peer("distributed")
-    cluster = distributed.LocalCluster(**CLUSTER)
+    # Dask's scratch space in a folder of its own, removed at teardown (not the system temp folder)
+    scratch = tempfile.mkdtemp(prefix="sdjobs-bench-dask-")
+    cluster = distributed.LocalCluster(**CLUSTER, local_directory=scratch, scheduler_kwargs={"local_directory": scratch})
     try:
         client = distributed.Client(cluster)
     except BaseException:
         cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
         raise
     client.gather(client.map(cpu_chunk, [1000] * 4, pure=False))
-    return cluster, client
+    return cluster, client, scratch
 
 
 def _stop_cluster(ctx: Ctx) -> None:
-    cluster, client = ctx.state
+    cluster, client, scratch = ctx.state
     try:
         client.close()
     finally:
         cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --- REGISTRATION POINT: our contenders ---------------------------------------------------------

@@ -45,6 +45,9 @@ def isolated_env(tmp: Path, venv: Path) -> dict[str, str]:
     env["VIRTUAL_ENV"] = str(venv)
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         env[name] = str(tmp / "home" / name.lower())
+    # what its tools leave in a temp folder (ipykernel's kernelspec staging dir) goes with the test's
+    (tmp / "tmp").mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp / "tmp")
     return env
 
 
