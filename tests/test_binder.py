@@ -24,7 +24,7 @@ NOTEBOOK = "notebooks/01_quickstart.ipynb"
 KERNEL = "sdjobs-binder-test"  # a name of its own: no other python3 kernelspec can stand in
 NOT_IN_A_CLONE = shutil.ignore_patterns(
     ".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis", "build", "dist",
-    "libraries", "test-artifacts", "*.db", "*.db-wal", "*.db-shm", ".ipynb_checkpoints",
+    "libraries", "test-artifacts", "*.db", "*.db-wal", "*.db-shm", ".ipynb_checkpoints", ".cache",
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
