@@ -18,6 +18,7 @@ from typing import Any
 
 from .._errors import InvalidTransition, JobNotFound, LibraryError, ReadOnlyLibrary, SchemaTooNew
 from .._progress import Progress
+from .._query import DB_NAME  # one name for the file, shared with the CLI
 from .._records import FinishedJob, JobRecord
 from .._status import TERMINAL, JobStatus, check_transition
 from .batch import Op, WriteBatcher, apply_ops
@@ -31,7 +32,6 @@ __all__ = (
     "unpack_progress",
 )
 
-DB_NAME = "jobs.db"
 
 Token = tuple[int, int]  # a staged statement, for `Store.withdraw`
 
