@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 from .._errors import InvalidTransition
 from .entry import JobEntry
@@ -24,12 +23,6 @@ class JobTable:
 
     def get(self, job_id: str) -> JobEntry | None:
         return self._entries.get(job_id)
-
-    def __contains__(self, job_id: object) -> bool:
-        return job_id in self._entries
-
-    def __iter__(self) -> Iterator[JobEntry]:
-        return iter(list(self._entries.values()))
 
     def in_order(self) -> list[JobEntry]:
         """Every entry, oldest dispatch first."""

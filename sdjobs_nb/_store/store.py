@@ -36,9 +36,9 @@ __all__ = (
 Token = tuple[int, int]  # a staged statement, for `Store.withdraw`
 
 # --- statements -----------------------------------------------------------------------------
-# The write statements are staged by the named operations of `Store`. Old interface, removed
-# once callers use the named operations: callers staging these constants themselves with
-# `Store.stage(sql, params, job_id)` (as `st.SET_PAUSED` etc.); they then become private.
+# The write statements, staged only by `Store`'s named operations (the store's own tests
+# stage them through `Store.stage` to prove the named operations write the same rows; bench W4's
+# fixture bulk-writes history rows with `stage_history`).
 
 INSERT_NEW_JOB = (
     "INSERT INTO jobs (id, name, version, status, data, metrics, priority, seq, parent_id, spawn_key, "
