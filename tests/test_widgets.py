@@ -164,8 +164,31 @@ async def until_stored(manager: sj.JobManager, job_id: str, *statuses: S, timeou
 
 
 async def settled(widget: JobWidget) -> None:
-    """Wait until the refresher had a chance to render the newest state."""
-    await asyncio.sleep(0.35)
+    """Wait until the refresher has rendered the job's current state (not a fixed time).
+
+    Title, bar colour and buttons always; the bar and text too once they are stable (the job
+    is paused or finished), and the error count once there is one.
+    """
+    await until(lambda: shows_current_state(widget), what="the widget to show the job's current state")
+
+
+def shows_current_state(widget: JobWidget) -> bool:
+    handle = widget.handle
+    status, progress = handle.current_status, handle.current_progress
+    reason = handle.pause_reason if status is S.PAUSED else None
+    if widget.title.value != fmt.title_html(handle.name, handle.id, status, widget.pending, reason):
+        return False
+    if widget.bar.bar_style != fmt.BAR_STYLE[status]:
+        return False
+    if buttons(widget) != {a.capitalize(): widget.enabled(a) for a in ("pause", "resume", "cancel")}:
+        return False
+    if widget.error_count and (widget.errors_button is None or widget.errors_button.description != f"{widget.error_count:,}"):
+        return False
+    if status is S.PAUSED or status.is_terminal:
+        elapsed = handle.metrics.get("elapsed_seconds") if status.is_terminal else None
+        return (widget.bar.value == fmt.bar_value(progress, status)
+                and widget.info.value == fmt.info_html(progress, status, error=handle.error, elapsed=elapsed))
+    return True
 
 
 # --- buttons by state -------------------------------------------------------------------------
@@ -178,6 +201,7 @@ async def test_buttons_follow_the_status(manager):
     running_widget, queued_widget = job_widget(first), job_widget(queued)
     await until(lambda: first.current_status is S.RUNNING, what="running")
     await settled(running_widget)
+    await settled(queued_widget)
     assert buttons(running_widget) == {"Pause": True, "Resume": False, "Cancel": True}
     assert buttons(queued_widget) == {"Pause": True, "Resume": False, "Cancel": True}
     assert running_widget.bar.bar_style == "info"
@@ -191,6 +215,7 @@ async def test_buttons_follow_the_status(manager):
     await first.cancel()
     await queued.wait()
     await settled(running_widget)
+    await settled(queued_widget)
     assert buttons(running_widget) == {"Pause": False, "Resume": False, "Cancel": False}
     assert buttons(queued_widget) == {"Pause": False, "Resume": False, "Cancel": False}
     assert running_widget.bar.bar_style == "warning" and "cancelled" in running_widget.title.value
@@ -270,9 +295,8 @@ async def test_a_failed_request_shows_its_error(manager):
     await handle.wait()
     future = widget.request("cancel")  # a finished job cannot be cancelled
     await until(lambda: future.done())
-    await settled(widget)
     assert isinstance(future.exception(), sj.InvalidTransition)
-    assert widget._detail is not None and "Cancel failed" in widget._detail.value
+    await until(lambda: widget._detail is not None and "Cancel failed" in widget._detail.value, what="the error")
     assert widget._detail.layout.display != "none"
 
 
@@ -289,8 +313,7 @@ async def test_closed_manager_disables_every_button(tmp_path):
     if future is not None:
         await until(lambda: future.done())
         assert isinstance(future.exception(), sj.ManagerClosed)
-    await settled(widget)
-    assert "Resume failed" in widget._detail.value
+    await until(lambda: widget._detail is not None and "Resume failed" in widget._detail.value, what="the error")
 
 
 # --- updates: throttled, final state always shown --------------------------------------------

@@ -150,6 +150,11 @@ class JobWidget(w.HBox):
         return max(stored, self._errors_base + self._errors_seen)
 
     @property
+    def pending(self) -> str | None:
+        """The clicked request still being carried out ('pause', 'resume', 'cancel'), else None."""
+        return self._pending
+
+    @property
     def finished(self) -> bool:
         """True once the final state is shown: the job ended or its manager closed."""
         return self._shown_final
