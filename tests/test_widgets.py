@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
 import pytest
+from jobs_for_tests import Once, Steps, until
 from widget_support import counting_comm  # noqa: F401 - autouse fixture
 
 import sdjobs_nb as sj
@@ -18,41 +20,11 @@ from sdjobs_nb.widgets import _format as fmt
 
 S = sj.JobStatus
 
+#: counts to `total`, a step every `delay` s, checkpointing every 10 steps
+Ticks = functools.partial(Steps, total=1000, delay=0.01)
+
 
 # --- jobs -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Ticks(sj.Job):
-    """Counts to `total` slowly, checking for interruption; checkpoints every 10 ticks."""
-
-    NAME = "widget_test_ticks"
-    total: int = 1000
-    delay: float = 0.01
-    done: int = 0
-
-    async def run(self, ctx: sj.JobContext) -> int:
-        while self.done < self.total:
-            await ctx.check_interrupted()
-            await asyncio.sleep(self.delay)
-            self.done += 1
-            ctx.report_count_progress(self.done, self.total)
-            if self.done % 10 == 0:
-                await ctx.checkpoint()
-        return self.done
-
-
-@dataclass
-class Once(sj.Job):
-    NAME = "widget_test_once"
-    IS_RESUMABLE = False
-    total: int = 1000
-
-    async def run(self, ctx: sj.JobContext) -> int:
-        for i in range(self.total):
-            await ctx.check_interrupted()
-            await asyncio.sleep(0.01)
-        return self.total
 
 
 @dataclass
@@ -141,14 +113,6 @@ def messages(widget: JobWidget) -> int:
 def buttons(widget: JobWidget) -> dict[str, bool]:
     """Which of Pause / Resume / Cancel are enabled."""
     return {b.description: not b.disabled for b in (widget.pause_button, widget.resume_button, widget.cancel_button)}
-
-
-async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def stored_status(manager: sj.JobManager, job_id: str) -> S:

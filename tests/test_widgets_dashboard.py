@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import functools
 from dataclasses import dataclass
 
 import pytest
+from jobs_for_tests import Steps, until
 from widget_support import counting_comm  # noqa: F401 - autouse fixture
 
 import sdjobs_nb as sj
@@ -14,25 +15,8 @@ from sdjobs_nb.widgets import Dashboard, dashboard
 
 S = sj.JobStatus
 
-
-@dataclass
-class Hold(sj.Job):
-    """Counts slowly to `total`, checking for interruption at each step."""
-
-    NAME = "board_test_hold"
-    total: int = 100_000
-    delay: float = 0.01
-    done: int = 0
-
-    async def run(self, ctx: sj.JobContext) -> int:
-        while self.done < self.total:
-            await ctx.check_interrupted()
-            await asyncio.sleep(self.delay)
-            self.done += 1
-            ctx.report_count_progress(self.done, self.total)
-            if self.done % 10 == 0:
-                await ctx.checkpoint()
-        return self.done
+#: counts slowly to `total`, checking for interruption at each step, checkpointing every 10
+Hold = functools.partial(Steps, total=100_000, delay=0.01)
 
 
 @dataclass
@@ -48,14 +32,6 @@ class Parent(sj.Job):
 
 def names_in_order(board: Dashboard) -> list[str]:
     return [row.handle.id for row in board.rows.children]
-
-
-async def until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_row_per_active_job_and_new_jobs_appear(manager):

@@ -1,28 +1,20 @@
-"""A job for the browser tests, importable by the test process and by the kernels it drives."""
+"""The job of the browser tests, importable by the test process and by the kernels it drives.
+
+It is the suite's shared counter (`tests/jobs_for_tests.Steps`); kernels and Voila put this
+folder on their path, so this module puts the tests folder there too.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
+import functools
+import sys
+from pathlib import Path
 
-import sdjobs_nb as sj
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
+from jobs_for_tests import Steps  # noqa: E402 - needs the path above
 
-@dataclass
-class SlowCount(sj.Job):
-    """Counts to `total`, one step every `delay` seconds; checkpoints every 10 steps."""
-
-    NAME = "browser_slow_count"
-    total: int = 1500
-    delay: float = 0.02
-    done: int = 0
-
-    async def run(self, ctx: sj.JobContext) -> int:
-        while self.done < self.total:
-            await ctx.check_interrupted()
-            await asyncio.sleep(self.delay)
-            self.done += 1
-            ctx.report_count_progress(self.done, self.total)
-            if self.done % 10 == 0:
-                await ctx.checkpoint()
-        return self.done
+#: counts to `total`, a step every `delay` seconds, checkpointing every 10 steps
+SlowCount = functools.partial(Steps, total=1500, delay=0.02)
