@@ -36,17 +36,10 @@ class ScriptLab(_IsolatedServer):
         super().__init__(start_timeout=240)  # pip runs before Lab starts
         self.home = home
 
-    def start(self) -> ScriptLab:
-        self._home = self.home
+    def _make_home(self) -> Path:
         for sub in ("data", "tmp"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
-        try:
-            self._write_settings()
-            self._start_on_free_port()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return self.home
 
     def _command(self) -> list[str]:
         return [

@@ -182,7 +182,7 @@ class _IsolatedServer:
             return ""
 
     def start(self) -> "_IsolatedServer":
-        self._home = Path(tempfile.mkdtemp(prefix=f"sdjobs-{self.name}-"))
+        self._home = self._make_home()
         try:
             self._write_settings()
             self._start_on_free_port()
@@ -190,6 +190,10 @@ class _IsolatedServer:
             self.stop()
             raise
         return self
+
+    def _make_home(self) -> Path:
+        """The server's own Jupyter home (settings, runtime files, log): a new temporary folder."""
+        return Path(tempfile.mkdtemp(prefix=f"sdjobs-{self.name}-"))
 
     def stop(self) -> None:
         """Stop the server and every process it started (kernels have their own sessions)."""
