@@ -1,4 +1,4 @@
-"""W7 queue scaling (ours only - reserved slot).
+"""W7 queue scaling and library growth (ours only).
 
 Planned measurement: queue ``queued`` jobs (not yet running) and report the
 resident memory added per queued job (``bytes/job``, target < 2 KB = 2048),
@@ -7,6 +7,14 @@ plus the dispatch rate with a deep queue divided by the rate with a shallow one
 waiting; "flat" is checked as >= 0.8).  Return
 ``{"bytes/job": ..., "rate_ratio": ...}``.  Memory is best measured in a child
 process (``tracemalloc`` or RSS delta) so earlier workloads do not skew it.
+
+Library growth (issue 17): ``ours_growth`` runs ``finished`` jobs with a 50 KB state that
+checkpoint 3 times, twice into one library, and reports the bytes jobs.db grew by per finished
+job in the second run (``bytes/job``) and the file size per job at the end
+(``library_bytes/job``); ``plain_states`` stores the same states once each in a plain SQLite
+table (``bytes/job``). A finished job should cost a history row, not its state: target
+``ours_growth bytes/job <= 0.1 x plain_states bytes/job`` (it was about 2x when finished jobs
+kept their state and checkpoint).
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from ._harness import Case, Contender, Ctx, Workload, ours_api
 
 def cases(quick: bool) -> list[Case]:
     n = 2_000 if quick else 100_000
-    return [Case(f"{n:,} queued", {"queued": n})]
+    finished = 30 if quick else 200
+    return [Case(f"{n:,} queued; {finished} finished x 50 KB", {"queued": n, "finished": finished})]
 
 
 def child(mode: str, workdir, size: int) -> dict:
@@ -36,13 +45,32 @@ def ours(ctx: Ctx) -> dict[str, float]:
     return child("queue", ctx.workdir, ctx["queued"])
 
 
+async def ours_growth(ctx: Ctx) -> dict[str, float]:
+    """jobs.db bytes per finished job whose state is 50 KB (3 checkpoints each)."""
+    ours_api("sdjobs_nb", "JobManager")
+    from ._w7_growth import growth
+
+    return await growth(ctx.workdir, ctx["finished"])
+
+
+def plain_states(ctx: Ctx) -> float:
+    from ._w7_growth import plain_states as measure
+
+    return measure(ctx.workdir, ctx["finished"])
+
+
 def contenders() -> dict[str, Contender]:
     return {"ours": Contender("ours", ours, "bytes/job",
-                              "memory per queued job and dispatch-rate flatness")}
+                              "memory per queued job and dispatch-rate flatness"),
+            "ours_growth": Contender("ours_growth", ours_growth, "bytes/job",
+                                     "jobs.db growth per finished job with a 50 KB state, 3 checkpoints"),
+            "plain_states": Contender("plain_states", plain_states, "bytes/job",
+                                      "the same 50 KB states stored once in a plain SQLite table")}
 
 
 WORKLOAD = Workload(
-    id="W7", title="queue scaling", contenders=contenders, cases=cases,
-    baseline=None, targets=["ours bytes/job < 2048", "ours rate_ratio >= 0.8"],
+    id="W7", title="queue scaling and library growth", contenders=contenders, cases=cases,
+    baseline=None, targets=["ours bytes/job < 2048", "ours rate_ratio >= 0.8",
+                            "ours_growth bytes/job <= 0.1 x plain_states bytes/job"],
     description=__doc__ or "",
 )

@@ -144,11 +144,12 @@ class Cancelled(SdjobsError):
     """Raised by `JobHandle.wait()` when the job was cancelled."""
 
 
-class Interrupted(Exception):
+class Interrupted(BaseException):
     """Raised by `ctx.check_interrupted()` on a pending pause or cancel; raise it to pause yourself.
 
     Let it propagate out of `run`: the job is then saved PAUSED (or CANCELLED when a cancel
-    was requested).
+    was requested). Like `asyncio.CancelledError` it is a `BaseException`, so `except Exception`
+    around a job's work does not swallow a pause; catch `sj.Interrupted` by name (and re-raise).
     """
 
 

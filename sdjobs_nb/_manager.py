@@ -24,7 +24,7 @@ from ._runtime.runtime import Runtime
 from ._runtime.settings import RunSettings
 from ._status import JobStatus, PauseReason, Priority, Request
 from ._store.lock import OwnerLock
-from ._store.store import Store, prepare_folder
+from ._store.store import Store, library_error, prepare_folder
 
 __all__ = ("JobManager",)
 
@@ -140,13 +140,21 @@ class JobManager:
                                    for e in running), return_exceptions=True)
             rt.runs.ticker.stop()
             rt.runs.ticker.flush(time.time())
+            await rt.runs.announced()  # runs that ended just before the close are announced first
         finally:
             self._closed = True
+            self._release_waiters()
             rt.bus.close()
             try:
                 await self._store.close()
             finally:
                 self._release_ownership()
+
+    def _release_waiters(self) -> None:
+        """Wake every `wait()` on a job left unfinished: nothing runs it in this manager any more."""
+        for entry in self._rt.table.in_order():
+            if not entry.status.is_terminal:
+                entry.fail_waiters(_closed_while_waiting(self.path, entry))
 
     def _abandon(self) -> None:
         """Release a library whose manager's event loop is closed: none of its jobs can run again."""
@@ -245,6 +253,17 @@ class JobManager:
         self._check_open()
         return [JobHandle(self, e) for e in await self._rt.control.resume_interrupted()]
 
+    async def prune(self, older_than: Any = None, keep: int | None = None, *, vacuum: bool = False) -> int:
+        """Delete finished jobs (record, history row, errors) older than `older_than` and not among the `keep` newest.
+
+        `older_than` is a `datetime.timedelta` or seconds since the job finished; give it, `keep`
+        or both. Unfinished jobs are never removed, nor finished ones that an unfinished parent or
+        child may still read. Returns how many jobs were removed. Freed space is reused by new
+        jobs; `vacuum=True` also shrinks jobs.db (a full rewrite of the file).
+        """
+        self._check_open()
+        return await self._store.prune(older_than, keep, vacuum=vacuum)
+
     def submit(self, action: str, job_id: str) -> concurrent.futures.Future:
         """Ask for `pause`, `resume` or `cancel` from any thread (e.g. a widget click); never blocks.
 
@@ -260,6 +279,16 @@ class JobManager:
         """Yield every job's events as they happen; progress coalesces, state changes never drop."""
         async for event in self._rt.bus.subscribe():
             yield event
+
+    async def backup(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write a consistent copy of the library to the folder `path`; return the copy's jobs.db path.
+
+        The way to copy a live library (a plain copy of jobs.db can be torn): jobs go on while it
+        copies, and the copy is checked before it is kept. It opens as a library with
+        `JobManager.open(path)`. A library already at `path` is replaced only with `overwrite=True`.
+        """
+        self._check_open(writing=False)
+        return await self._store.backup(Path(os.fspath(path)).expanduser(), overwrite=overwrite)
 
     # --- looking at jobs --------------------------------------------------------------------
 
@@ -289,6 +318,7 @@ class JobManager:
 
     async def result(self, job_id: str) -> Any:
         """Return a finished job's result, or raise its error (`JobFailed`, `Cancelled`)."""
+        self._check_open(writing=False)
         name, outcome = await self._rt.children.outcome(str(job_id))
         return outcome.unwrap(job_id, name)
 
@@ -375,6 +405,18 @@ class JobManager:
         return await dispatch_extension_job(self, extension_id, job_name, job_data, **options)
 
 
+def _closed_while_waiting(path: Path, entry: Any) -> ManagerClosed:
+    """What `wait()` raises for a job that the manager's `close()` left unfinished."""
+    if entry.status is S.QUEUED:
+        where = "it stays QUEUED and runs when the library is opened again"
+    elif entry.status is S.PAUSED and entry.pause_reason != PauseReason.INTERRUPTED:
+        where = f"it stays PAUSED ({entry.pause_reason}); open the library again and resume it"
+    else:  # paused by this close (or left running in jobs.db, which the next open reads the same way)
+        where = "it is saved PAUSED (interrupted) and carries on when the library is opened with resume=True"
+    return ManagerClosed(f"the manager of {str(path)!r} was closed before job {entry.name} ({entry.id}) finished: "
+                         f"{where}; then wait for it with manager.get({entry.id!r}).wait()")
+
+
 # --- one owner per library in this process ------------------------------------------------------
 
 # The managers this process owns, by library folder: re-running an `open` cell in a notebook
@@ -412,21 +454,31 @@ async def _open_library(cls: type[JobManager], folder: Path, *, read_only: bool,
     live = None if read_only else await _live_owner(folder)
     if live is not None:  # a re-run `open` cell: the same manager, with the options given now
         await live._reconfigure(durable=durable, **options)
-    else:
-        live = await _open_new(cls, folder, read_only=read_only, durable=durable, options=options)
+        if resume:
+            await live.resume_interrupted()
+        return live
+    live = await _open_new(cls, folder, read_only=read_only, durable=durable, options=options)
     if resume:
-        await live.resume_interrupted()
+        try:
+            await live.resume_interrupted()
+        except BaseException:
+            await live.close()  # nobody holds this manager: it must not keep the library locked
+            raise
     return live
 
 
 async def _open_new(cls: type[JobManager], folder: Path, *, read_only: bool, durable: bool,
                     options: dict[str, Any]) -> JobManager:
-    prepare_folder(folder, read_only)
+    db = prepare_folder(folder, read_only)
     lock = None if read_only else OwnerLock(folder)
     if lock is not None:
         lock.acquire()  # before touching jobs.db: only the owner creates or checks the schema
     try:
-        store = await Store.open(folder, read_only=read_only, durable=durable)
+        # a jobs.db of unknown history may be a torn copy: check it before writing to it
+        store = await Store.open(folder, read_only=read_only, durable=durable,
+                                 check=lock is not None and lock.history_unknown(db))
+        if lock is not None:
+            lock.note_file(db)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -434,11 +486,23 @@ async def _open_new(cls: type[JobManager], folder: Path, *, read_only: bool, dur
     try:
         manager = cls(folder, store, lock, seq=await store.max_seq(), **options)
         await manager._load()
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        await store.close()
-        raise
+    except BaseException as e:
+        await _let_go(store, lock)
+        shown = library_error(e, store.path)  # SQLite refusing to read jobs.db: say what to do
+        if shown is e:
+            raise
+        raise shown from e
     if lock is not None:
         _OWNERS[_owner_key(folder)] = manager
     return manager
+
+
+async def _let_go(store: Store, lock: OwnerLock | None) -> None:
+    """Close the store (and its thread) and release the lock of a library whose open failed."""
+    try:
+        await store.close()
+    except Exception:  # noqa: BLE001 - the open's own error is the one to report
+        pass
+    finally:
+        if lock is not None:
+            lock.release()

@@ -3,8 +3,12 @@
     sdjobs list LIBRARY                       jobs not finished yet (queued, running, paused)
     sdjobs history LIBRARY [filters] [--csv|--json]
     sdjobs show LIBRARY JOB_ID                everything stored about one job
+    sdjobs backup LIBRARY FOLDER [--overwrite]
+                                              copies the library consistently, even while in use
     sdjobs cancel LIBRARY JOB_ID              needs the library: fails while a kernel owns it
     sdjobs resume LIBRARY JOB_ID              marks a paused job queued; its next owner runs it
+    sdjobs prune LIBRARY [--older-than 30d] [--keep N] [--vacuum]
+                                              deletes finished jobs and their history rows
     sdjobs demo [LIBRARY]                     runs three small jobs with live progress (one fails
                                               on purpose); LIBRARY defaults to a folder in your
                                               user cache, e.g. ~/.cache/sdjobs_nb/demo
@@ -22,6 +26,7 @@ import csv
 import datetime as dt
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -106,6 +111,12 @@ def _add_reading_commands(command: _Command) -> None:
     sub.add_argument("job_id", help="a job id, or a unique prefix of one")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
 
+    sub = command("backup", cmd_backup, "copy the library to FOLDER (its jobs.db), consistently even while a "
+                                         "kernel runs its jobs; a plain file copy can be torn")
+    sub.add_argument("library", help="the library folder")
+    sub.add_argument("folder", help="the folder of the copy (created if needed); open it as a library")
+    sub.add_argument("--overwrite", action="store_true", help="replace a library already in FOLDER")
+
 
 def _add_changing_commands(command: _Command) -> None:
     sub = command("cancel", cmd_cancel, "cancel a queued, running or paused job (and its unfinished children)")
@@ -116,6 +127,15 @@ def _add_changing_commands(command: _Command) -> None:
                                         "library and defines the job runs it")
     sub.add_argument("library", help="the library folder")
     sub.add_argument("job_id", help="a job id, or a unique prefix of one")
+
+    sub = command("prune", cmd_prune, "delete finished jobs (their records, history rows and errors) that "
+                                      "finished longer ago than --older-than and are not among the --keep newest")
+    sub.add_argument("library", help="the library folder")
+    sub.add_argument("--older-than", metavar="AGE", help="how long ago they finished: 30d, 12h, 90m, 45s, 2w, "
+                                                         "or plain seconds")
+    sub.add_argument("--keep", type=int, metavar="N", help="keep the N newest finished jobs whatever their age")
+    sub.add_argument("--vacuum", action="store_true", help="also shrink jobs.db (rewrites the file; takes a "
+                                                           "while on a big library)")
 
     sub = command("demo", cmd_demo, "run three small jobs with live progress in this terminal; "
                                      "one of them (sdjobs_demo.flaky) fails on purpose")
@@ -296,6 +316,16 @@ async def _result_text(manager: JobManager, record: JobRecord) -> str | None:
         return f"(not readable: {e})"
 
 
+# --- backup ------------------------------------------------------------------------------------
+
+
+async def cmd_backup(args: argparse.Namespace) -> int:
+    async with _open_reader(args.library) as manager:
+        copy = await manager.backup(args.folder, overwrite=args.overwrite)
+    print(f"backed up {args.library!r} to {str(copy)!r}; open it with JobManager.open({str(copy.parent)!r})")
+    return 0
+
+
 # --- cancel and resume -------------------------------------------------------------------------
 
 
@@ -341,6 +371,30 @@ async def _requeue(manager: JobManager, record: JobRecord) -> list[str]:
                        if c.status is JobStatus.PAUSED and c.pause_reason == PauseReason.PARENT)
     await manager.store.requeue(ids, time.time())  # refuses (writing nothing) unless every one is paused
     return ids
+
+
+# --- prune -------------------------------------------------------------------------------------
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+async def cmd_prune(args: argparse.Namespace) -> int:
+    if args.older_than is None and args.keep is None:
+        raise CommandError("give --older-than, --keep or both (--older-than 0 removes every finished job)")
+    older_than = None if args.older_than is None else _age_seconds(args.older_than)
+    async with _open_owner(args.library) as manager:
+        removed = await manager.prune(older_than=older_than, keep=args.keep, vacuum=args.vacuum)
+    print(f"removed {removed} finished job{'' if removed == 1 else 's'} from {args.library}")
+    return 0
+
+
+def _age_seconds(text: str) -> float:
+    """Seconds of an age such as 30d, 12h, 90m, 45s, 2w or 3600."""
+    match = _AGE.match(text)
+    if match is None:
+        raise CommandError(f"--older-than: cannot read {text!r} as an age; use e.g. 30d, 12h, 90m, 45s, 2w or seconds")
+    return float(match.group(1)) * _AGE_UNITS[match.group(2).lower()]
 
 
 # --- demo --------------------------------------------------------------------------------------

@@ -205,3 +205,22 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(GATE_POLL_S)
+
+
+@dataclass
+class Keeps(sj.Job):
+    """Keeps any value in its state (`value`, annotated Any) and returns it.
+
+    With a `gate` file it first waits until the gate holds a number >= 1, checking for
+    interruption: the test decides when it ends, and it can be closed, paused or set aside meanwhile.
+    """
+
+    NAME = "test_keeps"
+    value: Any = None
+    gate: str = ""
+
+    async def run(self, ctx: sj.JobContext) -> Any:
+        while self.gate and gate_value(self.gate) < 1:
+            await ctx.check_interrupted()
+            await asyncio.sleep(GATE_POLL_S)
+        return self.value

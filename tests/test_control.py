@@ -220,11 +220,20 @@ async def test_dedup_survives_reopen(library):
 
 
 async def test_checkpoint_writes_state_and_checkpoint_row_together(manager, library):
-    handle = await manager.dispatch(Steps(total=30, every=10))
-    await handle.wait()
+    gate = _gate(library)
+    open_gate(gate, 30)
+    handle = await manager.dispatch(Steps(total=31, every=10, gate=gate))  # held after its third checkpoint
+    await _at_step(handle, 30)
+    await until(lambda: db_rows(library, "SELECT count FROM job_checkpoints WHERE job_id=?", (handle.id,)) == [(3,)],
+                what="the third checkpoint")
     rows = db_rows(library, "SELECT count, data FROM job_checkpoints WHERE job_id=?", (handle.id,))
     assert rows[0][0] == 3
     assert sj.registry.create("test_steps", 1, rows[0][1]).done == 30
+    assert db_rows(library, "SELECT data FROM jobs WHERE id=?", (handle.id,)) == [(rows[0][1],)]
+    open_gate(gate, 31)
+    assert await handle.wait() == 31
+    # issue 17: a finished job never resumes, so its checkpoint goes in the transaction that finishes it
+    assert db_rows(library, "SELECT count(*) FROM job_checkpoints WHERE job_id=?", (handle.id,)) == [(0,)]
 
 
 async def test_version_mismatch_on_resume_leaves_the_record_untouched(library):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import random
 import sys
 import time
@@ -34,6 +35,7 @@ import sdjobs_nb as sj  # noqa: E402
 from _workers.jobs import CheckpointJob, ParentJob, expected_outcome  # noqa: E402
 from _workers.tally import record as tally  # noqa: E402
 from _workers.util import Worker, decode, integrity, rows, side_lines, terminal_snapshot  # noqa: E402
+from _workers.worker import mix_jobs  # noqa: E402
 
 DEFAULT_SEEDS = range(8)
 FULL_SEEDS = range(1000, 1050)
@@ -64,13 +66,31 @@ def stored_jobs(library: Path) -> dict[str, dict[str, Any]]:
     if not (library / "jobs.db").exists():
         return {}
     try:
-        found = rows(library, "SELECT id, name, status, pause_reason, parent_id, data FROM jobs")
+        found = rows(library, "SELECT id, name, status, pause_reason, parent_id FROM jobs")
     except Exception as e:  # noqa: BLE001 - a kill during schema creation leaves no tables
         if "no such table" in str(e):
             return {}
         raise
-    return {r[0]: {"name": r[1], "status": r[2], "reason": r[3], "parent": r[4], "fields": decode(r[5])}
-            for r in found}
+    return {r[0]: {"name": r[1], "status": r[2], "reason": r[3], "parent": r[4]} for r in found}
+
+
+def dispatched_fields(library: Path, seed: int, side: Path) -> dict[str, dict[str, Any]]:
+    """job id -> the fields it was dispatched with, from the seeded mix (finished jobs' state is dropped).
+
+    The worker dispatches `mix_jobs(Random(seed))` in order (seq order in jobs.db); a parent's
+    children are its `children()`, spawn key `1:<index>`.
+    """
+    jobs = mix_jobs(random.Random(seed), str(side))
+    top = rows(library, "SELECT id, name FROM jobs WHERE parent_id IS NULL ORDER BY seq")
+    assert [name for _, name in top] == [job.NAME for job in jobs[:len(top)]], "not the seeded mix, in order"
+    fields = {}
+    for (job_id, _), job in zip(top, jobs):
+        fields[job_id] = dataclasses.asdict(job)
+        if isinstance(job, ParentJob):
+            children = job.children()
+            for child_id, key in rows(library, "SELECT id, spawn_key FROM jobs WHERE parent_id=?", (job_id,)):
+                fields[child_id] = dataclasses.asdict(children[int(key.split(":")[1])])
+    return fields
 
 
 async def reopen_and_finish(library: Path, before: dict[str, dict[str, Any]]) -> dict[str, int]:
@@ -111,13 +131,13 @@ async def resume_paused(manager: sj.JobManager) -> None:
                 await handle.resume()
 
 
-def check_outcomes(library: Path, before: dict[str, dict[str, Any]]) -> None:
+def check_outcomes(library: Path, before: dict[str, dict[str, Any]], fields: dict[str, dict[str, Any]]) -> None:
     """Every job ends as an uninterrupted run would, unless the user had cancelled it before the kill."""
-    final = {r[0]: r[1:] for r in rows(library, "SELECT id, name, status, result, error, parent_id, data FROM jobs")}
+    final = {r[0]: r[1:] for r in rows(library, "SELECT id, name, status, result, error, parent_id FROM jobs")}
     assert set(before) <= set(final)
     cancelled_before = {i for i, j in before.items() if j["status"] == "cancelled"}
-    for job_id, (name, status, result, error, parent_id, data) in final.items():
-        want_status, want = expected_outcome(name, decode(data))
+    for job_id, (name, status, result, error, parent_id) in final.items():
+        want_status, want = expected_outcome(name, fields[job_id])
         if job_id in cancelled_before:
             assert status == "cancelled"
             continue
@@ -131,10 +151,11 @@ def check_outcomes(library: Path, before: dict[str, dict[str, Any]]) -> None:
             assert decode(result) == want, (name, job_id)
         else:
             assert want in error, (name, job_id, error)
-    children = collections.Counter(parent for (_, _, _, _, parent, _) in final.values() if parent)
-    for job_id, (name, status, *_, data) in final.items():
+    children = collections.Counter(parent for (_, _, _, _, parent) in final.values() if parent)
+    for job_id, (name, status, *_) in final.items():
         if name == ParentJob.NAME:
-            expected_children = decode(data)["n_children"] if status == "completed" else (0, decode(data)["n_children"])
+            n_children = fields[job_id]["n_children"]
+            expected_children = n_children if status == "completed" else (0, n_children)
             assert children[job_id] in (expected_children if isinstance(expected_children, tuple) else (expected_children,)), \
                 "a resumed parent spawned its children again"
 
@@ -151,10 +172,10 @@ def check_history(library: Path) -> None:
     assert set(per_job) <= {r[0] for r in rows(library, "SELECT id FROM jobs")}
 
 
-def check_side_file(library: Path, side: Path) -> int:
+def check_side_file(library: Path, side: Path, fields: dict[str, dict[str, Any]]) -> int:
     """No item of a checkpointing job ran twice except the ones after its last save; return the re-done count."""
-    k_of = {r[0]: decode(r[1])["k"] for r in rows(library, "SELECT id, data FROM jobs WHERE name=?", (CheckpointJob.NAME,))}
-    n_of = {r[0]: decode(r[1])["n"] for r in rows(library, "SELECT id, data FROM jobs WHERE name=?", (CheckpointJob.NAME,))}
+    k_of = {job_id: f["k"] for job_id, f in fields.items() if "k" in f}
+    n_of = {job_id: f["n"] for job_id, f in fields.items() if "k" in f}
     status = dict(rows(library, "SELECT id, status FROM jobs"))
     seen: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for job_id, item in side_lines(side):
@@ -189,9 +210,10 @@ def crash_once(tmp_path: Path, seed: int) -> None:
     final = terminal_snapshot(library)
     for job_id, snapshot in after_kill.items():
         assert final.get(job_id) == snapshot, f"finished job {job_id} changed after reopening"
-    check_outcomes(library, before)
+    fields = dispatched_fields(library, seed, side)
+    check_outcomes(library, before, fields)
     check_history(library)
-    redone = check_side_file(library, side)
+    redone = check_side_file(library, side, fields)
     tally("random_kill", seed=seed, jobs_before_kill=len(before), redone_items=redone,
            **{key: stats[key] for key in ("interrupted", "paused", "queued", "terminal")})
 
@@ -210,10 +232,6 @@ def test_random_kills_full(tmp_path: Path, seed: int) -> None:
 @pytest.mark.parametrize("seed", range(4))
 async def test_expected_outcomes_match_an_uninterrupted_run(tmp_path: Path, seed: int) -> None:
     """The answers the kill loop checks against are what a run that is never interrupted gives."""
-    import dataclasses
-
-    from _workers.worker import mix_jobs
-
     jobs = [dataclasses.replace(job, delay=0.0) for job in mix_jobs(random.Random(seed), side="")]
     async with sj.JobManager.open(tmp_path / "library", max_concurrent=8) as manager:
         handles = [await manager.dispatch(job) for job in jobs]

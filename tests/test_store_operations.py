@@ -129,6 +129,7 @@ def old_story(store: Store) -> None:
                                       pack_progress(entry.progress), metrics_text, job.finished_at,
                                       entry.started_at, job.finished_at, entry.id), entry.id)
         store.stage_history(old_history_row(entry, outcome, job.finished_at, metrics_text))
+        store.stage(st.DROP_CHECKPOINT, (entry.id,), entry.id)  # issue 17: a finished job keeps no state
 
 
 def new_story(store: Store) -> None:
@@ -170,7 +171,9 @@ async def test_named_operations_write_the_rows_the_old_statements_wrote(tmp_path
     new = await play(tmp_path / "new", new_story)
     assert new == old
     assert len(old["jobs"]) == 5 and len(old["job_history"]) == 4
-    assert len(old["job_checkpoints"]) == 1 and len(old["job_errors"]) == 2
+    assert len(old["job_checkpoints"]) == 0 and len(old["job_errors"]) == 2  # j1's checkpoint went at its finish
+    assert {row[0]: row[4] for row in old["jobs"]} == {"j1": b"", "j2": b"", "j3": b"", "j4": b"\x00\x01",
+                                                       "j5": b""}  # finished jobs' saved state is dropped
     by_id = {row[0]: row for row in old["jobs"]}
     assert by_id["j5"][3] == "completed" and by_id["j5"][19] is None  # RUNNING withdrawn: never started
     assert by_id["j4"][3] == "paused"

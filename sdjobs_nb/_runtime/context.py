@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ("JobContext", "RunHost")
 
 _YIELD_EVERY_S = 0.01
+_ABANDONED_PAUSE_S = 0.1  # an abandoned run's calls wait this long before they raise, so it cannot spin the loop
 _LIFECYCLE = logging.getLogger("sdjobs_nb.jobs")
 
 
@@ -78,7 +81,7 @@ class JobContext:
     __slots__ = (
         "job_id", "name", "_log", "_log_dir", "_raw", "_seen", "meter", "_host", "_entry",
         "_started", "_last_yield", "_spawn_calls", "checkpoints", "non_critical_errors",
-        "_elapsed_before", "items", "bytes",
+        "_elapsed_before", "items", "bytes", "_abandoned",
     )
 
     def __init__(self, host: RunHost, entry: JobEntry, log_dir: Path | None) -> None:
@@ -96,11 +99,12 @@ class JobContext:
         self._last_yield = self._started
         self._spawn_calls = 0
         m = entry.metrics
-        self.checkpoints = int(m.get("checkpoints", 0))
-        self.non_critical_errors = int(m.get("non_critical_errors", 0))
-        self._elapsed_before = float(m.get("elapsed_seconds", 0.0))
-        self.items = int(m.get("items", 0))
-        self.bytes = int(m.get("bytes", 0))
+        self.checkpoints = _stored_number(m, "checkpoints")
+        self.non_critical_errors = _stored_number(m, "non_critical_errors")
+        self._elapsed_before = _stored_number(m, "elapsed_seconds", float)
+        self.items = _stored_number(m, "items")
+        self.bytes = _stored_number(m, "bytes")
+        self._abandoned: str | None = None  # the request this run was abandoned on (see `abandon`)
 
     @property
     def log(self) -> logging.Logger:
@@ -119,6 +123,28 @@ class JobContext:
     def close(self) -> None:
         if self._log is not None:
             close_logger(self._log)
+
+    def abandon(self, request: str) -> None:
+        """Cut this run off from its job (the manager does this, not jobs): its task would not stop.
+
+        The job was recorded without it; from now on every call that would reach the job or
+        jobs.db raises `sj.Interrupted`.
+        """
+        self._abandoned = request
+
+    @property
+    def abandoned(self) -> bool:
+        """True once the run was abandoned (nothing it does counts any more)."""
+        return self._abandoned is not None
+
+    def _refuse_if_abandoned(self) -> None:
+        if self._abandoned is not None:
+            raise Interrupted(f"{self._abandoned} requested; this run was abandoned because it did not stop")
+
+    async def _stop_if_abandoned(self) -> None:
+        if self._abandoned is not None:
+            await asyncio.sleep(_ABANDONED_PAUSE_S)
+            self._refuse_if_abandoned()
 
     # --- progress: hot path, no clock, no await ------------------------------------------
 
@@ -141,6 +167,7 @@ class JobContext:
 
     def report_non_critical_error(self, message: str) -> None:
         """Record an error the job recovered from; it is saved, counted and shown."""
+        self._refuse_if_abandoned()
         self.non_critical_errors += 1
         self._host.record_non_critical(self._entry, str(message))
 
@@ -149,12 +176,18 @@ class JobContext:
     @property
     def interrupt_requested(self) -> str | None:
         """'pause' or 'cancel' while such a request is pending, else None (safe to read from any thread)."""
-        return self._entry.interrupt
+        return self._abandoned or self._entry.interrupt
 
     async def check_interrupted(self) -> None:
-        """Raise `sj.Interrupted` if a pause or cancel is pending; otherwise let the loop breathe."""
-        request = self._entry.interrupt
+        """Raise `sj.Interrupted` if a pause or cancel is pending; otherwise let the loop breathe.
+
+        It yields to the loop before it raises, so a job that catches the error and loops back
+        here still lets the grace period's forced stop happen.
+        """
+        request = self._abandoned or self._entry.interrupt
         if request is not None:
+            await self._stop_if_abandoned()
+            await self._host.breathe()
             raise Interrupted(f"{request} requested")
         now = time.monotonic()
         if now - self._last_yield >= _YIELD_EVERY_S:
@@ -163,6 +196,7 @@ class JobContext:
 
     async def checkpoint(self) -> None:
         """Save this job's dataclass fields now; a resume starts from the newest checkpoint."""
+        await self._stop_if_abandoned()
         self.checkpoints += 1  # counted in the row being written
         try:
             await self._host.checkpoint(self._entry, self)
@@ -172,15 +206,18 @@ class JobContext:
 
     async def run_blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run synchronous `fn(*args, **kwargs)` off the event loop (the manager's executor)."""
+        await self._stop_if_abandoned()
         return await self._host.run_blocking(fn, args, kwargs)
 
     async def spawn_children(self, jobs: Sequence[Job]) -> list[str]:
         """Dispatch child jobs of this one; a resumed parent gets the same children back."""
+        await self._stop_if_abandoned()
         self._spawn_calls += 1
         return await self._host.spawn_children(self._entry, list(jobs), self._spawn_calls)
 
     async def wait_for_children(self, ids: Sequence[str]) -> list[Any]:
         """Wait for children and return their results in order; raise `sj.ChildFailed` on failure."""
+        await self._stop_if_abandoned()
         return await self._host.wait_for_children(self._entry, list(ids))
 
     # --- metrics ---------------------------------------------------------------------------
@@ -225,3 +262,13 @@ class JobContext:
             self.lifecycle(logging.WARNING, "%s", meter.invalid)
             meter.invalid = None
         return snap
+
+
+def _stored_number(metrics: Any, key: str, kind: type = int) -> Any:
+    """A count saved in a job's metrics, or 0 if it is missing or not a finite number (a hand-edited jobs.db)."""
+    value = metrics.get(key, 0) if isinstance(metrics, dict) else 0
+    try:
+        number = kind(value) if type(value) in (int, float) else kind(0)
+    except (OverflowError, ValueError):  # int(inf), int(nan), float(10**400)
+        return kind(0)
+    return number if number >= 0 and (kind is int or math.isfinite(number)) else kind(0)

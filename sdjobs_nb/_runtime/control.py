@@ -23,6 +23,8 @@ from .table import JobTable
 __all__ = ("Control",)
 
 S = JobStatus
+#: a run still going this long (or a grace period, if longer) after its task was cancelled is abandoned
+ABANDON_AFTER_MIN_S = 1.0
 
 
 class Control:
@@ -64,7 +66,11 @@ class Control:
                                if c.status in (S.QUEUED, S.RUNNING)))
 
     async def interrupt_and_wait(self, entry: JobEntry, request: str, reason: str | None = None) -> None:
-        """Ask a running job to stop at its next check; cancel its task after the grace period."""
+        """Ask a running job to stop at its next check; cancel its task after the grace period.
+
+        A task still running another grace period (at least `ABANDON_AFTER_MIN_S`) after it was
+        cancelled swallows cancellation: it is abandoned and the job recorded as the request says.
+        """
         task = entry.task
         if entry.interrupt != Request.CANCEL:
             entry.interrupt = request
@@ -74,11 +80,11 @@ class Control:
             grace = self._settings.grace_period
             done, _ = await asyncio.wait({task}, timeout=grace)
             if not done:
-                entry.forced = True
-                if entry.ctx is not None:
-                    entry.ctx.lifecycle(logging.WARNING, "did not reach check_interrupted within %.1f s; stopping it", grace)
-                task.cancel()
-                await asyncio.wait({task})
+                self._force_stop(entry, task, grace)
+                bound = max(grace, ABANDON_AFTER_MIN_S)
+                done, _ = await asyncio.wait({task}, timeout=bound)
+                if not done:
+                    self._runs.abandon(entry, task, bound)
         await self._runs.announced()
 
     # --- resume -------------------------------------------------------------------------------
@@ -127,21 +133,52 @@ class Control:
     # --- cancel -------------------------------------------------------------------------------
 
     async def cancel(self, job_id: str) -> None:
-        """Cancel a queued, running or paused job (and its unfinished children); it is kept as CANCELLED."""
+        """Cancel a queued, running or paused job and its unfinished descendants; they are kept as CANCELLED.
+
+        The job and every descendant that is not running are marked CANCELLED in one transaction
+        (before any running one can save its own end), so jobs.db never shows the job cancelled
+        while they wait to run. Running ones are then stopped together; if the process dies
+        before one has stopped, the next open cancels it (`StoredJobs.load`).
+        """
         entry = self._table.get(job_id)
         if entry is None:
             record = await self.record(job_id)
             if record.status is S.CANCELLED:
                 return
             raise InvalidTransition(f"job {record.name} ({job_id}) is already {record.status.value}; only unfinished jobs can be cancelled")
-        if entry.status is S.RUNNING:
-            entry.interrupt = Request.CANCEL  # first: a parent waiting for children must see this, not a cancelled child
-        for child in self._table.children_of(job_id):
-            await self.cancel(child.id)
-        if entry.status is S.RUNNING:
-            await self.interrupt_and_wait(entry, Request.CANCEL)
-        elif not entry.status.is_terminal:
-            await self._runs.finish_now(entry, Outcome(S.CANCELLED, error=CANCELLED_TEXT))
+        if entry.status.is_terminal:  # ending right now: its end is being written
+            await self._runs.announced()
+            return
+        family = [entry, *self._unfinished_descendants(entry)]
+        running = [e for e in family if e.status is S.RUNNING]
+        for member in running:
+            member.interrupt = Request.CANCEL  # first: a parent waiting for children must see this, not a cancelled child
+        await self._cancel_idle([e for e in family if e.status in (S.QUEUED, S.PAUSED)])
+        await asyncio.gather(*(self.interrupt_and_wait(e, Request.CANCEL) for e in running))
+
+    async def _cancel_idle(self, entries: list[JobEntry]) -> None:
+        """Mark queued and paused jobs CANCELLED in one transaction, then announce them."""
+        if not entries:
+            return
+        outcome = Outcome(S.CANCELLED, error=CANCELLED_TEXT)
+        # staged without an await in between: they commit together (and before any run that ends later)
+        announcements = [self._runs.stage_end(e, outcome) for e in entries]
+        await self._runs.commit_safely()
+        for announce in announcements:
+            announce()
+
+    def _unfinished_descendants(self, entry: JobEntry) -> list[JobEntry]:
+        """Children, grandchildren, ... of `entry` that are not finished, parents before their children."""
+        found: list[JobEntry] = []
+        seen = {entry.id}
+        pending = [entry]
+        while pending:
+            for child in self._table.children_of(pending.pop(0).id):
+                if child.id not in seen and not child.status.is_terminal:
+                    seen.add(child.id)
+                    found.append(child)
+                    pending.append(child)
+        return found
 
     async def record(self, job_id: str) -> JobRecord:
         """The stored record of any job of the library, or `JobNotFound`."""
@@ -149,3 +186,12 @@ class Control:
         if record is None:
             raise JobNotFound(f"no job with id {job_id!r} in library {str(self._store.path.parent)!r}")
         return record
+
+    def _force_stop(self, entry: JobEntry, task: asyncio.Task[None], grace: float) -> None:
+        """Cancel a run that did not reach `check_interrupted` within the grace period (once)."""
+        if entry.task is not task or entry.forced:
+            return  # it ended meanwhile, or another request stopped it already
+        entry.forced = True
+        if entry.ctx is not None:
+            entry.ctx.lifecycle(logging.WARNING, "did not reach check_interrupted within %.1f s; stopping it", grace)
+        task.cancel()

@@ -25,6 +25,7 @@ CHUNK_SIZES = (256, 64, 16)  # rows per statement; few sizes keep the statement 
 
 _INSERT = re.compile(r"^(INSERT (?:OR REPLACE )?INTO \w+ \([\w, ]+\) VALUES )(\(.*?\))(.*)$", re.S)
 _UPDATE = re.compile(r"^UPDATE (\w+) SET (.*) WHERE id=\?$", re.S)
+_DELETE = re.compile(r"^(DELETE FROM \w+ WHERE \w+) *= *\?$")
 
 
 def write_run(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]], keys: Sequence[str]) -> None:
@@ -52,13 +53,17 @@ def write_run(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]],
 
 @functools.lru_cache(maxsize=256)
 def _shape(sql: str) -> tuple[str, ...] | None:
-    """Split a statement we know how to repeat: ("insert", head, values, tail) or ("update", table, sets)."""
+    """Split a statement we know how to repeat: ("insert", head, values, tail), ("update", table, sets)
+    or ("delete", head)."""
     m = _INSERT.match(sql)
     if m is not None and "?" not in m.group(3):
         return ("insert", m.group(1), m.group(2), m.group(3))
     m = _UPDATE.match(sql)
     if m is not None:
         return ("update", m.group(1), m.group(2))
+    m = _DELETE.match(sql)
+    if m is not None:
+        return ("delete", m.group(1))
     return None
 
 
@@ -66,6 +71,8 @@ def _shape(sql: str) -> tuple[str, ...] | None:
 def _many(sql: str, size: int) -> str:
     """The statement that writes `size` rows of `sql` at once (same meaning, row by row in order)."""
     shape = _shape(sql)
+    if shape[0] == "delete":  # deleting a row twice is deleting it once: order does not matter
+        return f"{shape[1]} IN ({', '.join(['?'] * size)})"
     if shape[0] == "insert":
         _, head, values, tail = shape
         return head + ", ".join([values] * size) + tail

@@ -8,6 +8,7 @@ and reads (progress blobs, metrics and context JSON) live here too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import operator
@@ -22,7 +23,8 @@ from .._status import JobStatus
 from .schema import HISTORY_COLUMNS, JOB_COLUMNS
 
 __all__ = (
-    "RECORD_COLUMNS", "history_row", "metrics_json", "pack_progress", "record_from_row", "unpack_progress",
+    "RECORD_COLUMNS", "check_storable_int", "check_storable_key", "history_row", "metrics_json", "pack_progress",
+    "record_from_row", "storable_job", "storable_text", "unpack_progress",
 )
 
 log = logging.getLogger("sdjobs_nb.store")
@@ -35,13 +37,88 @@ def from_json_text(text: str | None) -> Any:
         return None
     try:
         return json.loads(text)
-    except (TypeError, ValueError):  # a damaged column must not make the job unreadable
+    except (TypeError, ValueError, RecursionError):  # damaged, or nested too deep: keep the job readable
         log.warning("ignoring a jobs.db column that is not JSON: %.80r", text)
         return None
 
 
+def storable_text(text: str | None) -> str | None:
+    """`text` as SQLite can store it: what strict UTF-8 cannot encode becomes a visible escape.
+
+    Python's sqlite3 binds str as strict UTF-8, so one lone surrogate (a file name from
+    `os.listdir` that was not UTF-8: 'r\\udce9sum.txt') would fail the whole group transaction.
+    Messages keep the original bytes readable ('r\\xe9sum.txt'); valid text is returned as is
+    (`isascii` is the cheap first test: this runs for every finishing job).
+    """
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _escaped(text)
+    return text
+
+
+def _escaped(text: str) -> str:
+    try:  # undecodable file-name bytes (surrogateescape) shown as the bytes they were
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # other lone surrogates, e.g. from bad JSON: show their code point
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_storable_key(value: str | None, what: str) -> None:
+    """Refuse an identity value (a dedup key, a job name) that SQLite cannot store as text.
+
+    Escaping it would make two keys one, or a key differ from itself after a reopen; the caller
+    must choose the text.
+    """
+    if value is None or value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} {value!r} cannot be stored: {value[e.start:e.end]!r} at position {e.start} is not valid "
+            f"Unicode text (a lone surrogate, e.g. from a file name that is not UTF-8); pass text that encodes "
+            f"to UTF-8, e.g. with os.fsencode(name).decode('utf-8', 'backslashreplace')"
+        ) from None
+
+
+def check_storable_int(value: int, what: str) -> None:
+    """Refuse an int that SQLite cannot store (it has 64-bit integers), before it is staged."""
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{what} {value} is too large to store: jobs.db holds integers from -2**63 to 2**63 - 1")
+
+
+def storable_job(job: FinishedJob) -> FinishedJob:
+    """`job` with its free text made storable (`storable_text`); the same object when it already is."""
+    error, traceback, initiated_by = job.error, job.traceback, job.initiated_by
+    if ((error is None or error.isascii()) and (traceback is None or traceback.isascii())
+            and (initiated_by is None or initiated_by.isascii())):
+        return job
+    return dataclasses.replace(job, error=storable_text(error), traceback=storable_text(traceback),
+                               initiated_by=storable_text(initiated_by))
+
+
 def pack_progress(progress: Progress | None) -> bytes | None:
-    return None if progress is None else pack(progress.to_plain())
+    if progress is None:
+        return None
+    plain = progress.to_plain()
+    try:
+        return pack(plain)
+    except UnicodeEncodeError:  # a phase, message or data holding a file name that is not UTF-8
+        return pack(_storable_plain(plain))
+
+
+def _storable_plain(value: Any) -> Any:
+    """Plain data with every str made storable (`storable_text`), keys included."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {_storable_plain(k): _storable_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable_plain(v) for v in value]
+    return value
 
 
 def unpack_progress(blob: bytes | None) -> Progress | None:
@@ -125,7 +202,7 @@ def history_row(job: FinishedJob, metrics_text: str) -> tuple:
         job.created_at, started, now,
         None if started is None else now - started,  # duration_s
         None if started is None else started - job.created_at,  # queue_wait_s
-        *((p.kind, p.fraction, p.current, p.total, p.phase) if p is not None else _NO_PROGRESS),
+        *((p.kind, p.fraction, p.current, p.total, storable_text(p.phase)) if p is not None else _NO_PROGRESS),
         int(m.get("items", 0)), int(m.get("bytes", 0)), int(m.get("checkpoints", 0)),
         int(m.get("non_critical_errors", 0)), m.get("memory_mb"), job.error, metrics_text,
     )
