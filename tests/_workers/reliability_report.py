@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "RELIABILITY.md"
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
 FILES = ("test_crash*.py", "test_lock*.py", "test_bad_input*.py", "test_reliability*.py",
-         "test_security*.py", "test_stateful*.py")
+         "test_security*.py", "test_stateful*.py", "test_backup.py", "test_prune.py", "test_codec_property.py")
 
 #: test function -> the fault it injects (rows appear in this order; unknown tests are appended)
 FAULTS = {
@@ -116,6 +116,19 @@ FAULTS = {
     "test_cancel_marks_a_parent_and_its_waiting_children_in_one_transaction": "cancel() of a running parent with 200 children (2 running, 198 queued), read by another connection throughout",
     "test_sigkill_mid_cancel_leaves_no_child_to_run": "SIGKILL mid-cancel, while a child that ignores interruptions still runs (grace 600 s)",
     "test_cancelling_a_queued_parent_ends_cancelled": "cancel() of a parent QUEUED after close, reopen and resume_interrupted(), behind its own running child",
+    "test_finished_jobs_drop_their_state_and_checkpoints_so_the_library_stays_small": "200 finished jobs with 50 KB states that checkpointed: library size (was 19.4 MB)",
+    "test_a_batch_of_finishes_drops_every_checkpoint_in_it": "300 jobs finishing in one transaction drop every checkpoint",
+    "test_the_saved_state_of_a_finished_job_is_gone_and_says_why": "Reading the saved state of a finished job",
+    "test_non_critical_errors_stored_per_job_are_capped": "1,500 non-critical errors from one job (stored rows capped)",
+    "test_prune_never_removes_unfinished_jobs_or_what_they_still_read": "prune() with unfinished parents and children, across a reopen",
+    "test_prune_keeps_the_newest_and_counts_what_it_removed": "prune(keep=..., older_than=...) alone and together",
+    "test_prune_walks_a_large_library_in_chunks": "prune() of 1,200 finished jobs, in chunks",
+    "test_prune_arguments_are_checked_before_anything_is_written": "prune() with bad arguments (negative, wrong types)",
+    "test_a_read_only_view_cannot_prune": "prune() on a read-only view",
+    "test_sdjobs_prune": "sdjobs prune, and while a kernel owns the library",
+    "test_a_value_round_trips_or_is_refused_naming_its_field": "Arbitrary nested state (depth up to 1,000, big ints, lone surrogates, NaN) round-trips or is refused naming the field (hypothesis)",
+    "test_no_byte_string_crashes_the_decoder": "Arbitrary and deeply nested byte strings decoded in a subprocess never crash it (hypothesis)",
+    "test_a_kill_while_the_library_is_created_leaves_a_file_any_reader_can_open": "SIGKILL while a new library is being created (4 MiB in its first transaction)",
 }
 
 
