@@ -340,8 +340,7 @@ async def test_each_progress_kind_has_its_text(manager, kind, text):
     handle = await manager.dispatch(Kinds(kind=kind))
     widget = job_widget(handle)
     await until(lambda: handle.current_progress is not None, what="progress")
-    await settled(widget)
-    assert text in widget.info.value
+    await until(lambda: text in widget.info.value, what=f"{text!r} in the progress text")
     if kind != "structured":
         assert widget.bar.value == pytest.approx(0.25 if kind == "bytes" else 0.425, abs=0.001)
     await handle.cancel()
