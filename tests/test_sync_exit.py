@@ -6,6 +6,7 @@ facade closes managers left open after `threading` has shut the thread pools dow
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -197,7 +198,11 @@ def test_ctrl_c_while_waiting_pauses_and_saves_the_job(tmp_path):
         IN_RESULT = True
         h.result(timeout=None)
     """)
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # a hang is reported with every thread's stack
+    # Ctrl-C as a terminal delivers it: a suite started in the background (`cmd &`) ignores SIGINT,
+    # and a child would inherit that (Python then installs no KeyboardInterrupt handler)
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # the marker is written from inside h.result(), whose loop run handles Ctrl-C (asyncio.Runner)
         deadline = time.monotonic() + 120
@@ -205,7 +210,11 @@ def test_ctrl_c_while_waiting_pauses_and_saves_the_job(tmp_path):
             time.sleep(0.01)  # polling for the job's marker, not timing the test
         assert marker.exists(), process.communicate(timeout=60)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=120)
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # faulthandler prints where each thread is stuck
+            raise AssertionError(f"no exit after Ctrl-C:\n{process.communicate(timeout=60)[1]}") from None
     finally:
         if process.poll() is None:
             process.kill()
