@@ -99,11 +99,15 @@ class JobContext:
         self._last_yield = self._started
         self._spawn_calls = 0
         m = entry.metrics
-        self.checkpoints = _stored_number(m, "checkpoints")
-        self.non_critical_errors = _stored_number(m, "non_critical_errors")
-        self._elapsed_before = _stored_number(m, "elapsed_seconds", float)
-        self.items = _stored_number(m, "items")
-        self.bytes = _stored_number(m, "bytes")
+        if m:  # a resumed run counts on from what was saved
+            self.checkpoints = _stored_number(m, "checkpoints")
+            self.non_critical_errors = _stored_number(m, "non_critical_errors")
+            self._elapsed_before = _stored_number(m, "elapsed_seconds", float)
+            self.items = _stored_number(m, "items")
+            self.bytes = _stored_number(m, "bytes")
+        else:  # a first run (most runs): nothing to read
+            self.checkpoints = self.non_critical_errors = self.items = self.bytes = 0
+            self._elapsed_before = 0.0
         self._abandoned: str | None = None  # the request this run was abandoned on (see `abandon`)
 
     @property
