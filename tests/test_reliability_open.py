@@ -283,8 +283,12 @@ def test_a_file_copy_torn_by_a_live_owner_is_refused(tmp_path: Path) -> None:
     finally:
         owner.kill()
         owner.wait(timeout=10)
-    if not torn:  # the deterministic variant is test_a_damaged_jobs_db_is_refused_with_what_to_do
-        pytest.skip(f"no torn copy in {len(whole)} copies within 60 s on this machine")
+    # how many copies tear depends on the machine's speed; each kind is checked, and the
+    # deterministic damaged-file cases are test_a_damaged_jobs_db_is_refused_with_what_to_do
+    async def open_whole() -> None:
+        for copy in whole[:3]:  # a copy that passes quick_check is a usable library
+            async with sj.JobManager.open(copy) as manager:
+                assert isinstance(manager.handles(active_only=False), list)
 
     async def open_each() -> list[str]:
         found = []
@@ -300,5 +304,7 @@ def test_a_file_copy_torn_by_a_live_owner_is_refused(tmp_path: Path) -> None:
             assert (copy / "jobs.db").read_bytes() == before  # nothing written to a damaged file
         return found
 
+    assert torn or whole, "no copy was made"
+    asyncio.run(open_whole())
     assert asyncio.run(open_each()) == ["refused"] * len(torn)
     tally("torn_file_copy", copies=len(torn) + len(whole), torn=len(torn))

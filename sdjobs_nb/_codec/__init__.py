@@ -23,12 +23,12 @@ shapes), `plain` (Python value -> plain data, refusals), `coerce` (plain data ->
 
 from __future__ import annotations
 
-from .coerce import coerce_fields, is_finite_number
+from .coerce import coerce_fields
 from .limits import DEFAULT_MAX_STATE_BYTES, MAX_DECODE_DEPTH, MAX_DEPTH
 from .state import check_instance, decode_fields, encode_state, encode_value
 from .wire import pack, unpack
 
 __all__ = (
     "encode_state", "encode_value", "check_instance", "decode_fields", "coerce_fields", "pack", "unpack",
-    "DEFAULT_MAX_STATE_BYTES", "MAX_DEPTH", "MAX_DECODE_DEPTH", "is_finite_number",
+    "DEFAULT_MAX_STATE_BYTES", "MAX_DEPTH", "MAX_DECODE_DEPTH",
 )

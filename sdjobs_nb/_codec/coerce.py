@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-import math
 import pathlib
 import types
 import typing
@@ -136,8 +135,3 @@ def _coerce_namedtuple(value: list[Any] | tuple[Any, ...], tp: type, where: str)
         return tp(*items)
     except TypeError:  # fewer items than the fields without a default
         raise bad(value, tp, where) from None
-
-
-def is_finite_number(value: Any) -> bool:
-    """Tell whether `value` is a real, finite int or float (bools excluded)."""
-    return type(value) in (int, float) and not (type(value) is float and not math.isfinite(value))
