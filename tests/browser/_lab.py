@@ -125,14 +125,17 @@ def port_listening(port: int) -> bool:
 
 
 def wait_for_file(path: str | os.PathLike[str], timeout: float = 30.0) -> str:
-    """Wait until ``path`` exists (e.g. a marker a click handler writes) and return its text."""
+    """Wait until ``path`` holds text (e.g. a marker a click handler writes) and return it.
+
+    ``write_text`` creates the file before it writes: an empty file is not written yet.
+    """
     path = Path(path)
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not (text := path.read_text() if path.exists() else ""):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} was not written within {timeout:.0f}s")
         time.sleep(0.05)
-    return path.read_text()
+    return text
 
 
 def _venv_executable(name: str) -> str:
